@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   E_CONNECT_REFUSED: { exit: 3, wire: 300, description: 'nothing listens at the address (connection refused)' },
   E_UNREACHABLE: { exit: 3, wire: 301, description: 'host or network unreachable, or the name did not resolve' },
   E_CONNECTION_LOST: { exit: 3, wire: 302, description: 'the peer reset or closed the connection mid-transfer' },
+  E_LISTEN: { exit: 3, wire: 303, description: 'cannot listen on the address (in use, or not an address of this machine)' },
   E_TIMEOUT: { exit: 4, wire: 400, description: 'connect, handshake or idle timeout' },
   E_CHECKSUM: { exit: 5, wire: 500, description: 'a frame or chunk failed its CRC32C check' },
   E_HASH_MISMATCH: { exit: 5, wire: 501, description: 'the whole-file hash did not match' },
@@ -103,6 +104,8 @@ export function errnoToCode(errno: string): ErrorCode | undefined {
     case 'ERR_STREAM_DESTROYED':
     case 'ERR_STREAM_WRITE_AFTER_END':
       return 'E_CONNECTION_LOST';
+    case 'EADDRINUSE':
+      return 'E_LISTEN';
     case 'ETIMEDOUT':
       return 'E_TIMEOUT';
     case 'ENOENT':

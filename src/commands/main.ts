@@ -1,0 +1,161 @@
+/**
+ * The command line: commander wiring, signals, and the one place sockxfer exits.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ERROR_CODES, SockxferError, toSockxferError, type ErrorCode } from '../errors.js';
+import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, PROTOCOL_VERSION, crc32cImplementation, type HashAlgorithm } from '../protocol/index.js';
+import { VERSION } from '../transfer/index.js';
+import { parsePort } from '../transport/index.js';
+import { formatBytes, parseSize } from './format.js';
+import { Output } from './output.js';
+import { runReceive, type ReceiveFlags } from './receive.js';
+import { runSend, type SendFlags } from './send.js';
+
+const EXAMPLES = `
+Examples:
+  $ sockxfer receive --port 9000 --dir ./backups       listen on all interfaces, write into ./backups
+  $ sockxfer send ./db.dump backup-host:9000          send over TCP; exit 0 only once the receiver committed it
+  $ sockxfer send ./db.dump [::1]:9000 --hash sha256   SHA-256 instead of the faster xxh128
+  $ sockxfer receive --port 0 --once --json            any free port, one transfer, NDJSON events
+
+Exit status:
+${exitTable()}`;
+
+function exitTable(): string {
+  const byExit = new Map<number, ErrorCode[]>();
+  for (const code of Object.keys(ERROR_CODES) as ErrorCode[]) {
+    const list = byExit.get(ERROR_CODES[code].exit) ?? [];
+    list.push(code);
+    byExit.set(ERROR_CODES[code].exit, list);
+  }
+  const rows = [`  0    done`];
+  for (const [exit, codes] of [...byExit].sort((a, b) => a[0] - b[0])) rows.push(`  ${String(exit).padEnd(4)} ${codes.join(', ')}`);
+  return rows.join('\n');
+}
+
+function versionLine(): string {
+  const crc = crc32cImplementation === 'js' ? 'crc32c js-fallback (SLOW: sse4_crc32 is not built; run `npm rebuild sse4_crc32`)' : `crc32c ${crc32cImplementation}`;
+  return `sockxfer ${VERSION} (protocol ${PROTOCOL_VERSION}, ${crc}, node ${process.version})`;
+}
+
+function positiveSeconds(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('expected seconds, more than 0 and at most 86400');
+  return n;
+}
+
+function chunkSize(text: string): number {
+  const n = parseSize(text);
+  if (n === null || n < MIN_CHUNK_SIZE || n > MAX_CHUNK_SIZE) {
+    throw new InvalidArgumentError(`expected a size from ${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)} (e.g. 1M, 256K)`);
+  }
+  return n;
+}
+
+function port(text: string): number {
+  try {
+    return parsePort(text, true);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+interface Streams {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+/** Parses argv and runs the command; resolves with the exit status. Never exits the process. */
+export async function main(argv: string[], signal: AbortSignal, streams: Streams = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let status = 0;
+  let output: Output | null = null;
+  const program = new Command('sockxfer')
+    .description('Move files between machines over TCP, verified end to end: per-chunk CRC32C, a whole-file hash, atomic commit.')
+    .version(versionLine(), '-V, --version')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => streams.stdout.write(s), writeErr: (s) => streams.stderr.write(s) })
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', EXAMPLES);
+
+  program
+    .command('send')
+    .description('send a file to a receiver')
+    .argument('<file>', 'the file to send')
+    .argument('<host:port>', 'where a receiver listens: host:port, [ipv6]:port')
+    .addOption(new Option('--hash <algorithm>', 'whole-file hash').choices(['xxh128', 'sha256']).default('xxh128'))
+    .option('--chunk-size <size>', `bytes per chunk (${formatBytes(MIN_CHUNK_SIZE)}-${formatBytes(MAX_CHUNK_SIZE)})`, chunkSize, DEFAULT_CHUNK_SIZE)
+    .option('--timeout <seconds>', 'connect timeout, and the longest the transfer may go without progress', positiveSeconds, 30)
+    .option('--json', 'NDJSON events on stdout', false)
+    .option('--quiet', 'print errors only', false)
+    .addHelpText('after', '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./db.dump 10.0.0.5:9000 --hash sha256 --json\n  $ sockxfer send ./big.iso [fe80::1%eth0]:9000 --timeout 60')
+    .action(async (file: string, target: string, opts: SendFlags & { hash: HashAlgorithm; json: boolean; quiet: boolean }) => {
+      output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
+      status = await runSend(file, target, { hash: opts.hash, chunkSize: opts.chunkSize, timeout: opts.timeout }, output, signal);
+    });
+
+  program
+    .command('receive')
+    .description('listen and write the files that arrive')
+    .requiredOption('--port <port>', 'port to listen on (0: any free port; the port is announced)', port)
+    .option('--host <address>', 'address to listen on (default: all interfaces, IPv6 and IPv4)')
+    .option('--dir <folder>', 'folder to write files into (created if missing)', '.')
+    .option('--overwrite', 'replace existing files (default: refuse them)', false)
+    .option('--once', 'exit after the first transfer, with its exit status', false)
+    .option('--timeout <seconds>', 'handshake timeout, and the longest a transfer may go without progress', positiveSeconds, 30)
+    .option('--json', 'NDJSON events on stdout', false)
+    .option('--quiet', 'print errors and the listening address only', false)
+    .addHelpText('after', '\nExamples:\n  $ sockxfer receive --port 9000 --dir ./backups\n  $ sockxfer receive --port 0 --host 127.0.0.1 --once --json\n  $ sockxfer receive --port 9000 --dir /srv/incoming --overwrite')
+    .action(async (opts: ReceiveFlags & { json: boolean; quiet: boolean }) => {
+      output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
+      status = await runReceive({ port: opts.port, host: opts.host, dir: opts.dir, overwrite: opts.overwrite, once: opts.once, timeout: opts.timeout }, output, signal);
+    });
+
+  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: (s) => streams.stdout.write(s), writeErr: (s) => streams.stderr.write(s) }).showHelpAfterError('(run with --help for usage)');
+
+  if (crc32cImplementation === 'js') {
+    streams.stderr.write('sockxfer: warning: CRC32C runs on the slow JavaScript fallback (the native sse4_crc32 module is not built); run `npm rebuild sse4_crc32`\n');
+  }
+
+  try {
+    await program.parseAsync(argv);
+    if (argv.length <= 2) {
+      program.outputHelp({ error: true });
+      return ERROR_CODES.E_USAGE.exit;
+    }
+    return status;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here too, with exit code 0; commander already printed the message.
+      return err.exitCode === 0 ? 0 : ERROR_CODES.E_USAGE.exit;
+    }
+    const e = toSockxferError(err);
+    const out: Output = output ?? new Output({ json: false, quiet: false, stdout: streams.stdout, stderr: streams.stderr });
+    out.error(e);
+    return e.exitCode;
+  } finally {
+    (output as Output | null)?.close();
+  }
+}
+
+/**
+ * The one exit point: runs main with SIGINT/SIGTERM wired to an abort, flushes stdout, exits.
+ * A second signal exits at once.
+ */
+export async function run(argv: string[]): Promise<never> {
+  const controller = new AbortController();
+  const onSignal = (name: string) => {
+    if (controller.signal.aborted) process.exit(ERROR_CODES.E_INTERRUPTED.exit);
+    controller.abort(new SockxferError('E_INTERRUPTED', `interrupted by ${name}`));
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  let status: number;
+  try {
+    status = await main(argv, controller.signal);
+  } catch (err) {
+    process.stderr.write(`sockxfer: internal error: ${toSockxferError(err).stack ?? String(err)}\n`);
+    status = ERROR_CODES.E_INTERNAL.exit;
+  }
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  process.exit(status);
+}

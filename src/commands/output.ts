@@ -1,0 +1,145 @@
+/**
+ * Everything sockxfer prints goes through here: NDJSON events on stdout (--json), human lines
+ * and progress bars on stderr. Bars only when stderr is a terminal; --quiet leaves errors only.
+ */
+import cliProgress from 'cli-progress';
+import { ERROR_CODES, type SockxferError } from '../errors.js';
+import { printableName, type TransferInfo, type TransferResult } from '../transfer/index.js';
+import { formatBytes, formatRate, formatSeconds } from './format.js';
+
+/** At most this many progress events a second per transfer (and as many bar redraws). */
+const PROGRESS_INTERVAL_MS = 250;
+
+export interface OutputOptions {
+  json: boolean;
+  quiet: boolean;
+  /** Overridable for tests; defaults to process streams. */
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WriteStream | NodeJS.WritableStream;
+}
+
+interface Tracked {
+  info: TransferInfo;
+  started: number;
+  lastEmit: number;
+  bar: cliProgress.SingleBar | null;
+}
+
+export class Output {
+  private readonly stdout: NodeJS.WritableStream;
+  private readonly stderr: NodeJS.WritableStream;
+  private readonly tty: boolean;
+  private multibar: cliProgress.MultiBar | null = null;
+  private readonly tracked = new Map<string, Tracked>();
+
+  constructor(private readonly options: OutputOptions) {
+    this.stdout = options.stdout ?? process.stdout;
+    this.stderr = options.stderr ?? process.stderr;
+    this.tty = !options.quiet && (this.stderr as NodeJS.WriteStream).isTTY === true;
+  }
+
+  /** One NDJSON event on stdout (only with --json). */
+  event(event: string, fields: Record<string, unknown>): void {
+    if (this.options.json) this.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
+  }
+
+  /** A human line on stderr, unless --quiet. */
+  info(line: string): void {
+    if (this.options.quiet) return;
+    if (this.multibar) this.multibar.log(`${line}\n`);
+    else this.stderr.write(`${line}\n`);
+  }
+
+  /** A line that is printed whatever the flags (where a receiver listens, errors). */
+  always(line: string): void {
+    if (this.multibar) this.multibar.log(`${line}\n`);
+    else this.stderr.write(`${line}\n`);
+  }
+
+  listening(host: string, port: number, transport: string, shown: string): void {
+    this.event('listening', { host, port, transport });
+    this.always(`listening on ${shown} (${transport})`);
+  }
+
+  start(info: TransferInfo): void {
+    const now = performance.now();
+    let bar: cliProgress.SingleBar | null = null;
+    if (this.tty) {
+      this.multibar ??= new cliProgress.MultiBar(
+        {
+          stream: this.stderr as NodeJS.WriteStream,
+          format: ' {name} [{bar}] {percentage}% | {done}/{size} | {rate} | ETA {eta_formatted}',
+          hideCursor: true,
+          clearOnComplete: true,
+          stopOnComplete: false,
+          fps: 1000 / PROGRESS_INTERVAL_MS,
+          etaBuffer: 20,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      bar = this.multibar.create(Math.max(info.bytes, 1), 0, { name: printableName(info.name).slice(0, 32), done: formatBytes(0), size: formatBytes(info.bytes), rate: '' });
+    }
+    this.tracked.set(info.session, { info, started: now, lastEmit: 0, bar });
+    this.event('start', { session: info.session, name: info.name, bytes: info.bytes, hash: info.hash, transport: info.transport, peer: info.peer });
+  }
+
+  progress(info: TransferInfo, done: number): void {
+    const t = this.tracked.get(info.session);
+    if (!t) return;
+    const now = performance.now();
+    if (now - t.lastEmit < PROGRESS_INTERVAL_MS && done < info.bytes) return;
+    t.lastEmit = now;
+    const seconds = (now - t.started) / 1000;
+    const rate = seconds > 0 ? done / seconds : 0;
+    t.bar?.update(done, { done: formatBytes(done), rate: formatRate(rate) });
+    this.event('progress', { session: info.session, name: info.name, bytes: done, total: info.bytes, bytesPerSecond: Math.round(rate) });
+  }
+
+  private untrack(session: string): void {
+    const t = this.tracked.get(session);
+    if (t?.bar) {
+      t.bar.stop();
+      this.multibar?.remove(t.bar);
+    }
+    this.tracked.delete(session);
+    if (this.tracked.size === 0 && this.multibar) {
+      this.multibar.stop();
+      this.multibar = null;
+    }
+  }
+
+  /** The end of a successful transfer: a summary line and the `done` event. */
+  done(result: TransferResult, verb: 'sent' | 'received'): void {
+    this.untrack(result.session);
+    const where = verb === 'sent' ? `to ${result.peer}` : `from ${result.peer}`;
+    const into = result.path ? ` → ${printableName(result.path)}` : ', committed';
+    this.info(
+      `${verb} ${printableName(result.name)} (${formatBytes(result.bytes)}) ${where} over ${result.transport} in ${formatSeconds(result.seconds)}, ${formatRate(result.bytesPerSecond)}; ${result.hash} ${result.digest}${into}`,
+    );
+    this.event('done', {
+      session: result.session,
+      name: result.name,
+      bytes: result.bytes,
+      hash: result.digest,
+      hashAlgorithm: result.hash,
+      seconds: Number(result.seconds.toFixed(6)),
+      bytesPerSecond: Math.round(result.bytesPerSecond),
+      transport: result.transport,
+      peer: result.peer,
+      ...(result.path ? { path: result.path } : {}),
+    });
+  }
+
+  /** A failure: one line on stderr (always) and the `error` event. */
+  error(err: SockxferError, context: { session?: string; name?: string; peer?: string } = {}): void {
+    if (context.session) this.untrack(context.session);
+    const prefix = context.name ? `transfer of ${printableName(context.name)}${context.peer ? ` from ${context.peer}` : ''} failed: ` : '';
+    this.always(`sockxfer: ${prefix}${err.message} [${err.code}, exit ${ERROR_CODES[err.code].exit}]`);
+    this.event('error', { code: err.code, exitCode: err.exitCode, message: err.message, ...context });
+  }
+
+  /** Stops any bars (before exiting). */
+  close(): void {
+    for (const session of [...this.tracked.keys()]) this.untrack(session);
+  }
+}

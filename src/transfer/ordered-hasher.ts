@@ -1,0 +1,47 @@
+/**
+ * Feeds chunks to a streaming hash in file order, whatever order they arrive in. Chunks that
+ * arrive early wait in memory; the transport's receive window bounds how early they can be,
+ * and a hard cap refuses a peer that sends them further out of order than that.
+ */
+import { SockxferError } from '../errors.js';
+import type { Hasher } from './hash.js';
+
+/** Out-of-order bytes held before the peer is refused. */
+export const MAX_HELD_BYTES = 64 * 1024 * 1024;
+
+export class OrderedHasher {
+  private next = 0;
+  private readonly held = new Map<number, Buffer>();
+  private heldBytes = 0;
+
+  constructor(private readonly hasher: Hasher) {}
+
+  /** Chunks hashed so far (all chunks below this index). */
+  get hashedChunks(): number {
+    return this.next;
+  }
+
+  /** Adds chunk `index` (each index exactly once). */
+  add(index: number, data: Buffer): void {
+    if (index !== this.next) {
+      if (this.heldBytes + data.length > MAX_HELD_BYTES) {
+        throw new SockxferError('E_PROTOCOL', `chunk ${index} arrived too far ahead of chunk ${this.next}`);
+      }
+      this.held.set(index, data);
+      this.heldBytes += data.length;
+      return;
+    }
+    this.hasher.update(data);
+    this.next++;
+    for (let early = this.held.get(this.next); early !== undefined; early = this.held.get(this.next)) {
+      this.held.delete(this.next);
+      this.heldBytes -= early.length;
+      this.hasher.update(early);
+      this.next++;
+    }
+  }
+
+  digest(): Buffer {
+    return this.hasher.digest();
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * A set of non-negative integers kept as sorted, merged [start, end) ranges. Chunks that
+ * arrive in order stay one range, so the set costs O(1) memory whatever the file size.
+ */
+export class RangeSet {
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  private total = 0;
+
+  /** How many integers the set holds. */
+  get size(): number {
+    return this.total;
+  }
+
+  /** The ranges, in order. */
+  ranges(): Array<[number, number]> {
+    return this.starts.map((s, i) => [s, this.ends[i]!]);
+  }
+
+  /** Index of the last range starting at or before n, or -1. */
+  private find(n: number): number {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.starts[mid]! <= n) {
+        found = mid;
+        lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return found;
+  }
+
+  has(n: number): boolean {
+    const i = this.find(n);
+    return i >= 0 && n < this.ends[i]!;
+  }
+
+  /** Adds n; returns false when it was already there. */
+  add(n: number): boolean {
+    const i = this.find(n);
+    if (i >= 0 && n < this.ends[i]!) return false;
+    const joinsLeft = i >= 0 && this.ends[i] === n;
+    const joinsRight = i + 1 < this.starts.length && this.starts[i + 1] === n + 1;
+    if (joinsLeft && joinsRight) {
+      this.ends[i] = this.ends[i + 1]!;
+      this.starts.splice(i + 1, 1);
+      this.ends.splice(i + 1, 1);
+    } else if (joinsLeft) {
+      this.ends[i] = n + 1;
+    } else if (joinsRight) {
+      this.starts[i + 1] = n;
+    } else {
+      this.starts.splice(i + 1, 0, n);
+      this.ends.splice(i + 1, 0, n + 1);
+    }
+    this.total++;
+    return true;
+  }
+}

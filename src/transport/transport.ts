@@ -1,0 +1,43 @@
+/**
+ * What the transfer layer sees of a connection: frames in, frames out, backpressure both ways.
+ * TCP and UDP both implement it; the transfer code cannot tell them apart.
+ */
+import type { Frame } from '../protocol/index.js';
+import type { SockxferError } from '../errors.js';
+
+export type TransportKind = 'tcp' | 'udp';
+
+export interface Transport {
+  readonly kind: TransportKind;
+  /** The peer as "host:port" ("[v6]:port" for IPv6), for messages and logs. */
+  readonly remote: string;
+  /** The largest chunk a DATA frame may carry on this transport. */
+  readonly maxChunkSize: number;
+  /** The session id frames are sent with (the sender picks it; a receiver learns it from the first frame). */
+  session: bigint;
+
+  /**
+   * Queues a frame for sending. Returns false when the send queue is over its high-water mark:
+   * the caller should await `drain()` before sending more. Never drops a frame.
+   */
+  send(frame: Frame): boolean;
+  /** Resolves when the send queue is below its low-water mark; rejects if the connection fails. */
+  drain(): Promise<void>;
+  /**
+   * The next frame from the peer. Rejects with a SockxferError when the connection fails, the
+   * peer breaks the protocol, or the idle timeout passes. Reading pauses by itself while
+   * received frames wait here unclaimed, so a slow consumer slows the peer down.
+   */
+  receive(): Promise<Frame>;
+  /** Fails the connection with E_TIMEOUT after `ms` without any progress in either direction (0 turns it off). */
+  setIdleTimeout(ms: number): void;
+  /** Flushes what is queued, then closes. */
+  close(): Promise<void>;
+  /**
+   * Ends the session because of `error`: pending and future receive()/drain() calls reject
+   * with it, the peer is told (an ERROR frame) where the connection still allows, then it closes.
+   */
+  abort(error: SockxferError): Promise<void>;
+  /** Closes at once, telling the peer nothing; pending and future calls reject with `error`. */
+  destroy(error?: Error): void;
+}

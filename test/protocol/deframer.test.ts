@@ -1,0 +1,350 @@
+/**
+ * StreamDeframer tests: the same frames come out whatever way the byte stream is cut
+ * (one byte at a time, seeded random pieces, every two-way split), hostile headers are refused
+ * before their body arrives, and a failure is sticky.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  decodeFrame,
+  encodeFrameToBuffer,
+  HEADER_SIZE,
+  StreamDeframer,
+  WHOLE_TRANSFER,
+  type DecodedFrame,
+  type Frame,
+} from '../../src/protocol/index.js';
+import { SockxferError, type ErrorCode } from '../../src/errors.js';
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/** mulberry32: a tiny seeded PRNG, so every "random" cut is reproducible from its seed. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomBytes(n: number, seed: number): Buffer {
+  const rand = mulberry32(seed);
+  const out = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
+  return out;
+}
+
+/** Header bytes only: magic, version 1, type, flags, session 1, length. */
+function header(type: number, length: number, flags = 0): Buffer {
+  const b = Buffer.alloc(HEADER_SIZE);
+  b.writeUInt32BE(0x53584652, 0);
+  b.writeUInt8(1, 4);
+  b.writeUInt8(type, 5);
+  b.writeUInt16BE(flags, 6);
+  b.writeBigUInt64BE(1n, 8);
+  b.writeUInt32BE(length, 16);
+  return b;
+}
+
+function expectError(fn: () => unknown, code: ErrorCode, message?: RegExp): SockxferError {
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown, 'expected a SockxferError to be thrown').toBeInstanceOf(SockxferError);
+  const err = thrown as SockxferError;
+  expect(err.code).toBe(code);
+  if (message) expect(err.message).toMatch(message);
+  return err;
+}
+
+/** Compares decoded frames to what was sent; DATA payloads are compared with Buffer.equals (1 MiB). */
+function expectSameFrames(actual: DecodedFrame[], expected: Array<{ frame: Frame; session: bigint; size: number }>): void {
+  expect(actual.map((d) => d.frame.type)).toEqual(expected.map((e) => e.frame.type));
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!;
+    const e = expected[i]!;
+    expect(a.session, `session of frame ${i}`).toBe(e.session);
+    expect(a.size, `size of frame ${i}`).toBe(e.size);
+    if (e.frame.type === 'data' && a.frame.type === 'data') {
+      const { data: actualData, ...actualFields } = a.frame;
+      const { data: expectedData, ...expectedFields } = e.frame;
+      expect(actualFields, `fields of frame ${i}`).toEqual(expectedFields);
+      expect(actualData.length, `data length of frame ${i}`).toBe(expectedData.length);
+      expect(actualData.equals(expectedData), `data bytes of frame ${i}`).toBe(true);
+    } else {
+      expect(a.frame, `frame ${i}`).toEqual(e.frame);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A stream of a whole small transfer, with a 1 MiB DATA frame in it.
+
+const SESSION = 0x0102030405060708n;
+const OTHER_SESSION = 0xfedcba9876543210n;
+const BIG = randomBytes(1024 * 1024, 7);
+
+const STREAM_FRAMES: Array<{ frame: Frame; session: bigint }> = [
+  { frame: { type: 'hello', minVersion: 1, maxVersion: 1, capabilities: 0, software: 'sockxfer/0.1.0' }, session: SESSION },
+  { frame: { type: 'welcome', version: 1, capabilities: 0, software: 'sockxfer/0.1.0' }, session: SESSION },
+  {
+    frame: {
+      type: 'offer',
+      chunkSize: 1024 * 1024,
+      hash: 'xxh128',
+      fileCount: 2,
+      totalBytes: BIG.length + 5,
+      more: true,
+      entries: [{ index: 0, kind: 'file', name: 'big.bin', size: BIG.length, mode: 0o644, mtimeMs: 1_700_000_000_123 }],
+    },
+    session: SESSION,
+  },
+  {
+    frame: {
+      type: 'offer',
+      chunkSize: 1024 * 1024,
+      hash: 'xxh128',
+      fileCount: 2,
+      totalBytes: BIG.length + 5,
+      more: false,
+      entries: [{ index: 1, kind: 'file', name: 'small ☃.txt', size: 5, mode: 0o600, mtimeMs: 0 }],
+    },
+    session: SESSION,
+  },
+  {
+    frame: { type: 'accept', entries: [{ index: 0, action: 'send', have: [] }, { index: 1, action: 'send', have: [] }] },
+    session: SESSION,
+  },
+  { frame: { type: 'data', index: 0, chunk: 0, data: BIG }, session: SESSION },
+  { frame: { type: 'end', index: 0, hash: 'xxh128', digest: randomBytes(16, 1) }, session: SESSION },
+  { frame: { type: 'data', index: 1, chunk: 0, data: Buffer.from('hello') }, session: SESSION },
+  { frame: { type: 'data', index: 1, chunk: 1, data: Buffer.alloc(0) }, session: SESSION },
+  { frame: { type: 'end', index: 1, hash: 'xxh128', digest: randomBytes(16, 2) }, session: SESSION },
+  { frame: { type: 'verdict', index: 0, committed: true, code: 0, hash: 'xxh128', digest: randomBytes(16, 1), message: '' }, session: SESSION },
+  { frame: { type: 'verdict', index: 1, committed: false, code: 501, hash: 'xxh128', digest: randomBytes(16, 3), message: 'hash mismatch' }, session: SESSION },
+  { frame: { type: 'refuse', code: 600, index: WHOLE_TRANSFER, message: 'no' }, session: OTHER_SESSION },
+  { frame: { type: 'error', code: 900, message: 'bye' }, session: OTHER_SESSION },
+];
+
+const ENCODED = STREAM_FRAMES.map((f) => encodeFrameToBuffer(f.frame, f.session));
+const STREAM = Buffer.concat(ENCODED);
+const EXPECTED = STREAM_FRAMES.map((f, i) => ({ ...f, size: ENCODED[i]!.length }));
+/** Stream offsets at which each frame is complete. */
+const FRAME_ENDS = ENCODED.reduce<number[]>((ends, b) => [...ends, (ends.at(-1) ?? 0) + b.length], []);
+
+/** Pushes `stream` in the given piece sizes (the last piece takes the rest) and returns all frames. */
+function feed(deframer: StreamDeframer, stream: Buffer, sizes: Iterable<number>): DecodedFrame[] {
+  const out: DecodedFrame[] = [];
+  let at = 0;
+  for (const size of sizes) {
+    if (at >= stream.length) break;
+    out.push(...deframer.push(stream.subarray(at, at + size)));
+    at += size;
+  }
+  if (at < stream.length) out.push(...deframer.push(stream.subarray(at)));
+  return out;
+}
+
+function* randomSizes(seed: number): Generator<number> {
+  const rand = mulberry32(seed);
+  for (;;) {
+    const r = rand();
+    // Mostly small pieces (headers split everywhere), sometimes large ones (spanning frames).
+    if (r < 0.5) yield 1 + Math.floor(rand() * 32);
+    else if (r < 0.8) yield 1 + Math.floor(rand() * 4096);
+    else if (r < 0.95) yield 1 + Math.floor(rand() * 300_000);
+    else yield 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('StreamDeframer: whole frames out, however the stream is cut', () => {
+  it('the test stream is what decodeFrame sees, frame after frame', () => {
+    // Guards the fixture: decoding frame by frame gives the frames that were encoded.
+    const decoded: DecodedFrame[] = [];
+    let at = 0;
+    while (at < STREAM.length) {
+      const d = decodeFrame(STREAM.subarray(at));
+      expect(d).not.toBeNull();
+      decoded.push(d!);
+      at += d!.size;
+    }
+    expectSameFrames(decoded, EXPECTED);
+    expect(STREAM.length).toBeGreaterThan(1024 * 1024);
+  });
+
+  it('in one push: every frame, in order', () => {
+    const d = new StreamDeframer();
+    expectSameFrames(d.push(STREAM), EXPECTED);
+    expect(d.bufferedBytes).toBe(0);
+    expect(d.idle).toBe(true);
+  });
+
+  it('one byte at a time: each frame comes out on its last byte, bufferedBytes and idle track the partial frame', () => {
+    const d = new StreamDeframer();
+    const out: DecodedFrame[] = [];
+    const completedAt: number[] = [];
+    let consumed = 0;
+    for (let i = 0; i < STREAM.length; i++) {
+      const frames = d.push(STREAM.subarray(i, i + 1));
+      if (frames.length > 0) {
+        expect(frames).toHaveLength(1);
+        out.push(frames[0]!);
+        completedAt.push(i + 1);
+        consumed += frames[0]!.size;
+      }
+      // Checked on every byte, but cheaply: a failing expect() per byte would be slow to report.
+      if (d.bufferedBytes !== i + 1 - consumed || d.idle !== (i + 1 === consumed)) {
+        expect({ at: i, buffered: d.bufferedBytes, idle: d.idle }).toEqual({ at: i, buffered: i + 1 - consumed, idle: i + 1 === consumed });
+      }
+    }
+    expect(completedAt).toEqual(FRAME_ENDS);
+    expectSameFrames(out, EXPECTED);
+    expect(d.idle).toBe(true);
+  });
+
+  it.each([1, 2, 42, 2024, 0xdeadbeef])('in seeded random pieces (seed %i)', (seed) => {
+    const d = new StreamDeframer();
+    expectSameFrames(feed(d, STREAM, randomSizes(seed)), EXPECTED);
+    expect(d.bufferedBytes).toBe(0);
+    expect(d.idle).toBe(true);
+  });
+
+  it('split in two at every offset of a stream of small frames', () => {
+    const small = [0, 1, 2, 4, 6, 7, 11, 13].map((i) => EXPECTED[i]!);
+    const stream = Buffer.concat(small.map((f) => encodeFrameToBuffer(f.frame, f.session)));
+    for (let k = 0; k <= stream.length; k++) {
+      const d = new StreamDeframer();
+      const first = d.push(stream.subarray(0, k));
+      const second = d.push(stream.subarray(k));
+      expectSameFrames([...first, ...second], small);
+      expect(d.idle).toBe(true);
+    }
+  });
+
+  it('pieces of the caller are not modified, and a frame split across pieces is still whole', () => {
+    const copy = Buffer.from(STREAM);
+    const d = new StreamDeframer();
+    expectSameFrames(feed(d, STREAM, randomSizes(99)), EXPECTED);
+    expect(STREAM.equals(copy)).toBe(true);
+  });
+});
+
+describe('StreamDeframer: bufferedBytes and idle', () => {
+  it('a new deframer is idle with nothing buffered', () => {
+    const d = new StreamDeframer();
+    expect(d.bufferedBytes).toBe(0);
+    expect(d.idle).toBe(true);
+    expect(d.push(Buffer.alloc(0))).toEqual([]);
+    expect(d.idle).toBe(true);
+  });
+
+  it('counts a partial header, a partial body, and the start of the next frame', () => {
+    const [a, b] = [ENCODED[0]!, ENCODED[13]!];
+    const d = new StreamDeframer();
+    expect(d.push(a.subarray(0, 5))).toEqual([]);
+    expect(d.bufferedBytes).toBe(5);
+    expect(d.idle).toBe(false);
+    expect(d.push(a.subarray(5, HEADER_SIZE + 2))).toEqual([]);
+    expect(d.bufferedBytes).toBe(HEADER_SIZE + 2);
+    expect(d.idle).toBe(false);
+    expect(d.push(Buffer.alloc(0))).toEqual([]);
+    expect(d.bufferedBytes).toBe(HEADER_SIZE + 2);
+    const out = d.push(Buffer.concat([a.subarray(HEADER_SIZE + 2), b.subarray(0, 3)]));
+    expectSameFrames(out, [EXPECTED[0]!]);
+    expect(d.bufferedBytes).toBe(3);
+    expect(d.idle).toBe(false);
+    expectSameFrames(d.push(b.subarray(3)), [EXPECTED[13]!]);
+    expect(d.bufferedBytes).toBe(0);
+    expect(d.idle).toBe(true);
+  });
+});
+
+describe('StreamDeframer: hostile or broken input', () => {
+  it('refuses a data header claiming 0xFFFFFFFF bytes as soon as the header is in', () => {
+    const d = new StreamDeframer();
+    expect(d.push(header(6, 0xffffffff).subarray(0, HEADER_SIZE - 1))).toEqual([]);
+    expectError(() => d.push(header(6, 0xffffffff).subarray(HEADER_SIZE - 1)), 'E_PROTOCOL', /over the limit/);
+  });
+
+  it('refuses an offer header claiming 1 MiB as soon as the header is in', () => {
+    const d = new StreamDeframer();
+    expectError(() => d.push(header(3, 1024 * 1024, 1)), 'E_PROTOCOL', /offer frame of 1048576 bytes is over the limit of 61440/);
+  });
+
+  it('setMaxData(1024) refuses a data frame with a 2000-byte chunk, header alone or whole', () => {
+    const frame: Frame = { type: 'data', index: 0, chunk: 0, data: randomBytes(2000, 5) };
+    const whole = encodeFrameToBuffer(frame, SESSION);
+
+    const headerOnly = new StreamDeframer();
+    headerOnly.setMaxData(1024);
+    expectError(() => headerOnly.push(whole.subarray(0, HEADER_SIZE)), 'E_PROTOCOL', /data frame of 2012 bytes is over the limit of 1036/);
+
+    const wholeFrame = new StreamDeframer();
+    wholeFrame.setMaxData(1024);
+    expectError(() => wholeFrame.push(whole), 'E_PROTOCOL', /over the limit of 1036/);
+
+    // The same frame passes without the lower limit, and a 1024-byte chunk passes with it.
+    expectSameFrames(new StreamDeframer().push(whole), [{ frame, session: SESSION, size: whole.length }]);
+    const ok = new StreamDeframer();
+    ok.setMaxData(1024);
+    const fits: Frame = { type: 'data', index: 0, chunk: 1, data: randomBytes(1024, 6) };
+    const fitsBuf = encodeFrameToBuffer(fits, SESSION);
+    expectSameFrames(ok.push(fitsBuf), [{ frame: fits, session: SESSION, size: fitsBuf.length }]);
+  });
+
+  it('the constructor takes the same data limit', () => {
+    const d = new StreamDeframer(1024);
+    expectError(() => d.push(header(6, 12 + 1025)), 'E_PROTOCOL', /over the limit of 1036/);
+  });
+
+  it('a flipped byte in a frame split across pieces fails the checksum', () => {
+    const bad = Buffer.from(STREAM);
+    const at = FRAME_ENDS[4]! + HEADER_SIZE + 500_000; // inside the 1 MiB chunk
+    bad[at]! ^= 0x10;
+    const d = new StreamDeframer();
+    // 64 KiB pieces: the 1 MiB frame is gathered from 17 of them before its CRC is checked.
+    expectError(() => feed(d, bad, Array(64).fill(65536)), 'E_CHECKSUM', /^data frame failed its CRC32C check/);
+  });
+
+  it('frames from earlier pushes are delivered before a corrupt one throws', () => {
+    const bad = Buffer.from(STREAM);
+    bad[FRAME_ENDS[1]! + HEADER_SIZE]! ^= 0x01; // first body byte of the first offer
+    const d = new StreamDeframer();
+    expectSameFrames(d.push(bad.subarray(0, FRAME_ENDS[1]!)), EXPECTED.slice(0, 2));
+    expectError(() => d.push(bad.subarray(FRAME_ENDS[1]!, FRAME_ENDS[2]!)), 'E_CHECKSUM', /^offer frame failed/);
+  });
+
+  it('after an error it keeps throwing the same error, whatever comes next', () => {
+    const d = new StreamDeframer();
+    const garbage = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    const first = expectError(() => d.push(garbage), 'E_PROTOCOL', /bad magic/);
+    for (const next of [ENCODED[0]!, Buffer.alloc(0), STREAM, garbage]) {
+      let again: unknown;
+      try {
+        d.push(next);
+      } catch (err) {
+        again = err;
+      }
+      expect(again).toBe(first);
+    }
+  });
+
+  it('a bad version or type is refused once 20 bytes are in, not before', () => {
+    const v2 = header(1, 10);
+    v2[4] = 2;
+    const d = new StreamDeframer();
+    expect(d.push(v2.subarray(0, HEADER_SIZE - 1))).toEqual([]);
+    expectError(() => d.push(v2.subarray(HEADER_SIZE - 1)), 'E_VERSION', /version 2\b/);
+
+    const d2 = new StreamDeframer();
+    expectError(() => d2.push(header(0x7f, 0)), 'E_PROTOCOL', /unknown frame type 127/);
+  });
+});
