@@ -1,0 +1,142 @@
+/**
+ * Runs the real built CLI (dist/bin/sockxfer.js) as child processes for end-to-end tests.
+ * Everything waits on events (a JSON line, a process exit), never on sleeps; every process a
+ * test starts is killed by `stopAll()` in afterEach.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = path.join(ROOT, 'dist/bin/sockxfer.js');
+
+export interface JsonEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+export interface Proc {
+  child: ChildProcess;
+  /** Every NDJSON event seen on stdout so far. */
+  events: JsonEvent[];
+  /** stderr so far. */
+  stderr: () => string;
+  /** stdout lines that were not JSON (there should be none with --json). */
+  stray: string[];
+  /** Resolves with the exit code (or 128+signal number) once the process has exited. */
+  exited: Promise<number>;
+  /** Resolves with the first event matching `pred` (already seen or future); rejects if the process exits first. */
+  waitFor: (pred: (e: JsonEvent) => boolean) => Promise<JsonEvent>;
+}
+
+const running = new Set<ChildProcess>();
+
+const SIGNALS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+
+/** Starts `sockxfer ...args`. */
+export function sockxfer(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: options.cwd ?? ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  const events: JsonEvent[] = [];
+  const stray: string[] = [];
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (s: string) => (stderr += s));
+  const waiters: Array<{ pred: (e: JsonEvent) => boolean; resolve: (e: JsonEvent) => void }> = [];
+  readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+    let e: JsonEvent;
+    try {
+      e = JSON.parse(line) as JsonEvent;
+    } catch {
+      stray.push(line);
+      return;
+    }
+    events.push(e);
+    for (const w of waiters.splice(0)) {
+      if (w.pred(e)) w.resolve(e);
+      else waiters.push(w);
+    }
+  });
+  const exited = new Promise<number>((resolve) => {
+    child.on('close', (code, signal) => {
+      running.delete(child);
+      resolve(code ?? 128 + (SIGNALS[signal ?? ''] ?? 0));
+    });
+  });
+  const waitFor = (pred: (e: JsonEvent) => boolean) => {
+    const seen = events.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise<JsonEvent>((resolve, reject) => {
+      waiters.push({ pred, resolve });
+      void exited.then((code) => reject(new Error(`sockxfer ${args.join(' ')} exited with ${code} before the awaited event; stderr:\n${stderr}`)));
+    });
+  };
+  return { child, events, stray, stderr: () => stderr, exited, waitFor };
+}
+
+/** Starts a receiver on 127.0.0.1, port 0, and waits for its `listening` event. */
+export async function startReceiver(dir: string, extra: string[] = []): Promise<{ proc: Proc; port: number; address: string }> {
+  const proc = sockxfer(['receive', '--port', '0', '--host', '127.0.0.1', '--dir', dir, '--json', ...extra]);
+  const listening = await proc.waitFor((e) => e.event === 'listening');
+  const port = listening.port as number;
+  return { proc, port, address: `127.0.0.1:${port}` };
+}
+
+/** Runs `sockxfer send file address --json ...extra` to completion. */
+export async function send(file: string, address: string, extra: string[] = []): Promise<{ code: number; events: JsonEvent[]; stderr: string; last: JsonEvent | undefined }> {
+  const proc = sockxfer(['send', file, address, '--json', ...extra]);
+  const code = await proc.exited;
+  return { code, events: proc.events, stderr: proc.stderr(), last: proc.events.at(-1) };
+}
+
+/** Kills every process a test started (call in afterEach). */
+export async function stopAll(): Promise<void> {
+  const waits: Array<Promise<unknown>> = [];
+  for (const child of running) {
+    waits.push(new Promise((resolve) => child.once('close', resolve)));
+    child.kill('SIGKILL');
+  }
+  await Promise.all(waits);
+}
+
+/** Writes `size` random bytes to `file` in 4 MiB pieces (flat memory) and returns its SHA-256. */
+export async function randomFile(file: string, size: number): Promise<string> {
+  const hash = createHash('sha256');
+  const handle = await fs.open(file, 'w');
+  try {
+    for (let done = 0; done < size; ) {
+      const n = Math.min(4 << 20, size - done);
+      const buf = randomBytes(n);
+      hash.update(buf);
+      await handle.write(buf);
+      done += n;
+    }
+  } finally {
+    await handle.close();
+  }
+  return hash.digest('hex');
+}
+
+/** SHA-256 of a file, streamed. */
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  const handle = await fs.open(file, 'r');
+  try {
+    for await (const chunk of handle.createReadStream({ highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  } finally {
+    await handle.close();
+  }
+  return hash.digest('hex');
+}
+
+/** Names in a folder, sorted (to check that no temporary file is left behind). */
+export async function listDir(dir: string): Promise<string[]> {
+  return (await fs.readdir(dir)).sort();
+}
