@@ -7,7 +7,10 @@ import { printableName } from './names.js';
 /** The error a peer's ERROR, REFUSE or failed VERDICT frame stands for. */
 export function peerError(frame: ErrorFrame | RefuseFrame | VerdictFrame, transport: Transport): SockxferError {
   const what = frame.type === 'refuse' ? 'refused' : frame.type === 'verdict' ? 'did not commit' : 'reported an error';
-  return new SockxferError(codeFromWire(frame.code), `${transport.remote} ${what}: ${printableName(frame.message)}`, { remote: true });
+  const code = codeFromWire(frame.code);
+  // A peer stopped by a signal is, for this side, a connection that went away: worth retrying, not "we were interrupted".
+  const local = code === 'E_INTERRUPTED' ? 'E_CONNECTION_LOST' : code;
+  return new SockxferError(local, `${transport.remote} ${what}: ${printableName(frame.message)}`, { remote: true });
 }
 
 type FrameOf<T extends Frame['type']> = Extract<Frame, { type: T }>;
