@@ -126,7 +126,15 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end here too, with exit code 0; commander already printed the message.
-      return err.exitCode === 0 ? 0 : ERROR_CODES.E_USAGE.exit;
+      if (err.exitCode === 0) return 0;
+      if (argv.includes('--json')) {
+        new Output({ json: true, quiet: true, stdout: streams.stdout, stderr: streams.stderr }).event('error', {
+          code: 'E_USAGE',
+          exitCode: ERROR_CODES.E_USAGE.exit,
+          message: err.message.replace(/^error: /, ''),
+        });
+      }
+      return ERROR_CODES.E_USAGE.exit;
     }
     const e = toSockxferError(err);
     const out: Output = output ?? new Output({ json: false, quiet: false, stdout: streams.stdout, stderr: streams.stderr });

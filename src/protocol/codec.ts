@@ -28,7 +28,7 @@ import {
   type FrameTypeName,
 } from './constants.js';
 import { crc32c } from './crc32c.js';
-import { decodeBody, encodeBody, type DataFrame, type Frame } from './frames.js';
+import { dataLength, decodeBody, encodeBody, type DataFrame, type Frame } from './frames.js';
 import { SockxferError } from '../errors.js';
 
 export interface FrameHeader {
@@ -82,7 +82,8 @@ export function parseHeader(buf: Buffer, maxData?: number): FrameHeader {
     throw new SockxferError('E_PROTOCOL', `unknown flags 0x${flags.toString(16)} on a ${type} frame`);
   }
   const bodyLength = buf.readUInt32BE(16);
-  const limit = type === 'data' && maxData !== undefined ? DATA_FIELDS_SIZE + maxData : maxBodySize(type);
+  // maxData may lower the DATA limit, never raise it past the protocol's.
+  const limit = type === 'data' && maxData !== undefined ? Math.min(DATA_FIELDS_SIZE + maxData, maxBodySize(type)) : maxBodySize(type);
   if (bodyLength > limit) {
     throw new SockxferError('E_PROTOCOL', `${type} frame of ${bodyLength} bytes is over the limit of ${limit}`);
   }
@@ -94,7 +95,7 @@ export function parseHeader(buf: Buffer, maxData?: number): FrameHeader {
 
 /**
  * Encodes a frame as buffers to write in order (one writev). A DATA frame's bytes are
- * passed through untouched: [header+fields, data, trailer].
+ * passed through untouched: [header+fields, ...data pieces, trailer].
  */
 export function encodeFrame(frame: Frame, session: bigint): Buffer[] {
   if (frame.type === 'data') return encodeData(frame, session);
@@ -109,13 +110,15 @@ export function encodeFrame(frame: Frame, session: bigint): Buffer[] {
 
 function encodeData(frame: DataFrame, session: bigint): Buffer[] {
   const head = Buffer.allocUnsafe(HEADER_SIZE + DATA_FIELDS_SIZE);
-  writeHeader(head, 'data', 0, session, DATA_FIELDS_SIZE + frame.data.length);
+  writeHeader(head, 'data', 0, session, DATA_FIELDS_SIZE + dataLength(frame));
   head.writeUInt32BE(frame.index, HEADER_SIZE);
   head.writeUInt32BE(Math.floor(frame.chunk / 0x1_0000_0000), HEADER_SIZE + 4);
   head.writeUInt32BE(frame.chunk % 0x1_0000_0000, HEADER_SIZE + 8);
+  let crc = crc32c(head);
+  for (const piece of frame.data) crc = crc32c(piece, crc);
   const trailer = Buffer.allocUnsafe(TRAILER_SIZE);
-  trailer.writeUInt32BE(crc32c(frame.data, crc32c(head)));
-  return [head, frame.data, trailer];
+  trailer.writeUInt32BE(crc);
+  return [head, ...frame.data, trailer];
 }
 
 /** Encodes a frame into one buffer (for datagrams and tests). */
@@ -148,4 +151,45 @@ export function decodeChecked(buf: Buffer, header: FrameHeader): Frame {
     );
   }
   return decodeBody(header.type, header.flags, buf.subarray(HEADER_SIZE, crcAt));
+}
+
+/**
+ * Checks and decodes a DATA frame given as pieces (views of the buffers it arrived in), without
+ * copying its bytes: the CRC runs over the pieces in order, and they become the frame's data.
+ */
+export function decodeDataPieces(pieces: Buffer[], header: FrameHeader): DataFrame {
+  const fieldsEnd = HEADER_SIZE + DATA_FIELDS_SIZE;
+  const bodyEnd = HEADER_SIZE + header.bodyLength;
+  const [head, data, trailer] = splitPieces(pieces, fieldsEnd, bodyEnd);
+  const headBuf = head.length === 1 ? head[0]! : Buffer.concat(head);
+  const trailerBuf = trailer.length === 1 ? trailer[0]! : Buffer.concat(trailer);
+  let crc = crc32c(headBuf);
+  for (const piece of data) crc = crc32c(piece, crc);
+  const expected = trailerBuf.readUInt32BE(0);
+  if (crc !== expected) {
+    throw new SockxferError(
+      'E_CHECKSUM',
+      `data frame failed its CRC32C check (got 0x${crc.toString(16).padStart(8, '0')}, frame says 0x${expected.toString(16).padStart(8, '0')})`,
+    );
+  }
+  const fields = decodeBody('data', header.flags, headBuf.subarray(HEADER_SIZE)) as DataFrame;
+  return { ...fields, data };
+}
+
+/** Cuts a list of pieces at two byte offsets into three lists of views. */
+function splitPieces(pieces: Buffer[], a: number, b: number): [Buffer[], Buffer[], Buffer[]] {
+  const out: [Buffer[], Buffer[], Buffer[]] = [[], [], []];
+  let at = 0;
+  for (const piece of pieces) {
+    const end = at + piece.length;
+    // Each of the three ranges [0,a), [a,b), [b,∞) takes the part of this piece that falls in it.
+    const cuts = [0, a, b, Infinity];
+    for (let k = 0; k < 3; k++) {
+      const from = Math.max(at, cuts[k]!);
+      const to = Math.min(end, cuts[k + 1]!);
+      if (to > from) out[k]!.push(piece.subarray(from - at, to - at));
+    }
+    at = end;
+  }
+  return out;
 }

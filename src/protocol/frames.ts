@@ -97,7 +97,18 @@ export interface DataFrame {
   type: 'data';
   index: number;
   chunk: number;
-  data: Buffer;
+  /**
+   * The chunk's bytes, in one or more pieces: the stream deframer hands out views of the
+   * socket's own read buffers instead of copying a chunk together (see deframer.ts).
+   */
+  data: Buffer[];
+}
+
+/** Total bytes of a DATA frame's pieces. */
+export function dataLength(frame: DataFrame): number {
+  let n = 0;
+  for (const piece of frame.data) n += piece.length;
+  return n;
 }
 
 export interface EndFrame {
@@ -248,7 +259,7 @@ export function decodeBody(type: Frame['type'], flags: number, body: Buffer): Fr
       frame = { type, code: r.u16('code'), index: r.u32('index'), message: r.str16('message', MAX_MESSAGE_BYTES) };
       break;
     case 'data':
-      frame = { type, index: r.u32('file index'), chunk: r.u64('chunk index'), data: r.rest() };
+      frame = { type, index: r.u32('file index'), chunk: r.u64('chunk index'), data: [r.rest()] };
       break;
     case 'end':
       frame = { type, index: r.u32('file index'), hash: lookup(HASH_BY_WIRE, r.u8('hash algorithm'), 'hash algorithm'), digest: r.bytes8('digest', MAX_HASH_BYTES) };

@@ -1,7 +1,8 @@
 /** Bounds-checked big-endian field readers and writers for frame bodies. */
 import { SockxferError } from '../errors.js';
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a name that starts with U+FEFF is a name, not a byte-order mark to strip.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const TWO_32 = 0x1_0000_0000;
 
 function malformed(what: string): SockxferError {

@@ -11,7 +11,7 @@ export const MAX_HELD_BYTES = 64 * 1024 * 1024;
 
 export class OrderedHasher {
   private next = 0;
-  private readonly held = new Map<number, Buffer>();
+  private readonly held = new Map<number, { pieces: Buffer[]; length: number }>();
   private heldBytes = 0;
 
   constructor(private readonly hasher: Hasher) {}
@@ -21,22 +21,22 @@ export class OrderedHasher {
     return this.next;
   }
 
-  /** Adds chunk `index` (each index exactly once). */
-  add(index: number, data: Buffer): void {
+  /** Adds chunk `index` (each index exactly once), given as pieces totalling `length` bytes. */
+  add(index: number, pieces: Buffer[], length: number): void {
     if (index !== this.next) {
-      if (this.heldBytes + data.length > MAX_HELD_BYTES) {
+      if (this.heldBytes + length > MAX_HELD_BYTES) {
         throw new SockxferError('E_PROTOCOL', `chunk ${index} arrived too far ahead of chunk ${this.next}`);
       }
-      this.held.set(index, data);
-      this.heldBytes += data.length;
+      this.held.set(index, { pieces, length });
+      this.heldBytes += length;
       return;
     }
-    this.hasher.update(data);
+    for (const piece of pieces) this.hasher.update(piece);
     this.next++;
     for (let early = this.held.get(this.next); early !== undefined; early = this.held.get(this.next)) {
       this.held.delete(this.next);
       this.heldBytes -= early.length;
-      this.hasher.update(early);
+      for (const piece of early.pieces) this.hasher.update(piece);
       this.next++;
     }
   }

@@ -9,17 +9,20 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { SockxferError, toSockxferError } from '../errors.js';
 
-/** pwrite of all of `data` at `position`, continuing after short writes. */
-function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
+/** pwritev of all of `pieces` at `position`, continuing after short writes. */
+function writeAll(fd: number, pieces: Buffer[], position: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const step = (done: number) =>
-      fs.write(fd, data, done, data.length - done, position + done, (err, n) => {
+    const step = (rest: Buffer[], at: number) =>
+      fs.writev(fd, rest, at, (err, n) => {
         if (err) return reject(err);
-        if (done + n >= data.length) return resolve();
+        let skip = n;
+        while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
+        if (rest.length === 0) return resolve();
         if (n === 0) return reject(Object.assign(new Error('short write'), { code: 'EIO' }));
-        step(done + n);
+        rest[0] = rest[0]!.subarray(skip);
+        step(rest, at + n);
       });
-    step(0);
+    step([...pieces], position);
   });
 }
 
@@ -30,6 +33,23 @@ const PENDING_LOW_WATER = 16 * 1024 * 1024;
 /** Prefix and suffix of temporary files, so a person can tell what left them. */
 export const PART_PREFIX = '.sockxfer-';
 export const PART_SUFFIX = '.part';
+
+/** Bytes of the target's name kept in a temporary file's name, so it stays within NAME_MAX (255). */
+const PART_NAME_BYTES = 255 - PART_PREFIX.length - 12 - 1 - PART_SUFFIX.length;
+
+/** The longest prefix of `s` of at most `max` UTF-8 bytes that ends on a whole character. */
+function truncateUtf8(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  let out = '';
+  let bytes = 0;
+  for (const ch of s) {
+    const n = Buffer.byteLength(ch);
+    if (bytes + n > max) break;
+    out += ch;
+    bytes += n;
+  }
+  return out;
+}
 
 function ioError(err: unknown, what: string): SockxferError {
   const e = toSockxferError(err, 'E_IO');
@@ -50,7 +70,7 @@ export class PartFile {
   /** Creates a new temporary file in `dir` for `name`; O_EXCL, so it can never be an existing file or link. */
   static async create(dir: string, name: string): Promise<PartFile> {
     for (let attempt = 0; ; attempt++) {
-      const p = path.join(dir, `${PART_PREFIX}${randomBytes(6).toString('hex')}-${name}`.slice(0, 240) + PART_SUFFIX);
+      const p = path.join(dir, `${PART_PREFIX}${randomBytes(6).toString('hex')}-${truncateUtf8(name, PART_NAME_BYTES)}${PART_SUFFIX}`);
       try {
         const fd = await promisify(fs.open)(p, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
         return new PartFile(p, fd);
@@ -62,17 +82,17 @@ export class PartFile {
   }
 
   /**
-   * Writes `data` at `position`. Returns a promise when too many bytes are queued (await it
+   * Writes `pieces` (`length` bytes in all) at `position`. Returns a promise when too many bytes are queued (await it
    * before writing more), undefined otherwise. A failed write surfaces here or in finish().
    */
-  write(position: number, data: Buffer): Promise<void> | undefined {
+  write(position: number, pieces: Buffer[], length: number): Promise<void> | undefined {
     if (this.failure) throw this.failure;
-    this.pending += data.length;
-    writeAll(this.fd, data, position).then(
-      () => this.settle(data.length),
+    this.pending += length;
+    writeAll(this.fd, pieces, position).then(
+      () => this.settle(length),
       (err) => {
         this.failure ??= ioError(err, `cannot write ${this.path}`);
-        this.settle(data.length);
+        this.settle(length);
       },
     );
     if (this.pending < PENDING_HIGH_WATER) return undefined;
@@ -94,7 +114,9 @@ export class PartFile {
     await this.waitBelow(0);
     try {
       await promisify(fs.fchmod)(this.fd, mode & 0o777);
-      const mtime = mtimeMs / 1000;
+      // futimes takes float seconds and truncates to nanoseconds: 1600000000.123 would land as
+      // .122999999. Half a microsecond more keeps the millisecond exact.
+      const mtime = mtimeMs / 1000 + 5e-7;
       await promisify(fs.futimes)(this.fd, mtime, mtime);
       await promisify(fs.fsync)(this.fd);
     } catch (err) {

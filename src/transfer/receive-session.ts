@@ -12,6 +12,7 @@ import {
   MIN_CHUNK_SIZE,
   MIN_PROTOCOL_VERSION,
   WHOLE_TRANSFER,
+  dataLength,
   type DataFrame,
   type EndFrame,
   type OfferEntry,
@@ -133,6 +134,8 @@ function sendVerdict(transport: Transport, index: number, offer: OfferFrame, dig
 
 async function handshake(transport: Transport, observer: SessionObserver): Promise<void> {
   const hello = await expectFrame(transport, 'hello');
+  // A HELLO makes this a sockxfer transfer, even one that fails on the version just below.
+  observer.hello?.(transport.remote);
   const version = Math.min(hello.maxVersion, MAX_PROTOCOL_VERSION);
   if (version < Math.max(hello.minVersion, MIN_PROTOCOL_VERSION)) {
     throw new SockxferError(
@@ -140,7 +143,6 @@ async function handshake(transport: Transport, observer: SessionObserver): Promi
       `${transport.remote} (${printableName(hello.software)}) speaks protocol versions ${hello.minVersion}-${hello.maxVersion}; this receiver speaks ${MIN_PROTOCOL_VERSION}-${MAX_PROTOCOL_VERSION}`,
     );
   }
-  observer.hello?.(transport.remote);
   transport.send({ type: 'welcome', version, capabilities: 0, software: SOFTWARE });
 }
 
@@ -197,22 +199,24 @@ async function receiveChunks(
   let received = 0;
   let end: EndFrame | null = null;
 
-  const checkData = (frame: DataFrame): void => {
+  const checkData = (frame: DataFrame): number => {
     if (frame.index !== entry.index) throw new SockxferError('E_PROTOCOL', `data for file ${frame.index}, which was not offered`);
     if (frame.chunk >= chunkCount) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} is past the end of the file (${chunkCount} chunks)`);
     const expected = frame.chunk === chunkCount - 1 ? lastLength : chunkSize;
-    if (frame.data.length !== expected) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} has ${frame.data.length} bytes, expected ${expected}`);
+    const length = dataLength(frame);
+    if (length !== expected) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} has ${length} bytes, expected ${expected}`);
+    return length;
   };
 
   while (end === null || have.size < chunkCount) {
     const frame = await transport.receive();
     if (frame.type === 'data') {
-      checkData(frame);
+      const length = checkData(frame);
       if (!have.add(frame.chunk)) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} arrived twice`);
-      hasher.add(frame.chunk, frame.data);
-      const wait = part.write(frame.chunk * chunkSize, frame.data);
+      hasher.add(frame.chunk, frame.data, length);
+      const wait = part.write(frame.chunk * chunkSize, frame.data, length);
       if (wait) await wait;
-      received += frame.data.length;
+      received += length;
       progress(received);
     } else if (frame.type === 'end') {
       if (end !== null) throw new SockxferError('E_PROTOCOL', 'END arrived twice');

@@ -127,10 +127,15 @@ async function runSession(
   const verdictFrame = expectFrame(transport, 'verdict');
   verdictFrame.then(
     (v) => {
-      if (streaming) stopped = v.committed ? new SockxferError('E_PROTOCOL', `${transport.remote} sent its verdict before the end of the data`) : peerError(v, transport);
+      if (!streaming) return;
+      stopped = v.committed ? new SockxferError('E_PROTOCOL', `${transport.remote} sent its verdict before the end of the data`) : peerError(v, transport);
+      // The receiver may have stopped reading: wake a send that waits for the socket to drain.
+      transport.destroy(stopped);
     },
     (err) => {
-      if (streaming) stopped = toSockxferError(err);
+      if (!streaming) return;
+      stopped = toSockxferError(err);
+      transport.destroy(stopped);
     },
   );
 
@@ -157,6 +162,27 @@ async function runSession(
   return { ...info, digest: digest.toString('hex'), seconds, bytesPerSecond: seconds > 0 ? size / seconds : 0 };
 }
 
+/**
+ * Read blocks, reused once every chunk cut from them has left the transport: allocating a fresh
+ * 4 MiB buffer per read costs page faults and munmap calls that more than double the CPU time.
+ */
+class BlockPool {
+  private readonly free: Buffer[] = [];
+
+  constructor(
+    private readonly blockSize: number,
+    private readonly keep: number,
+  ) {}
+
+  get(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.blockSize);
+  }
+
+  put(block: Buffer): void {
+    if (this.free.length < this.keep) this.free.push(block);
+  }
+}
+
 /** Reads `size` bytes in large blocks (one read ahead), hashes them, and sends them as chunks. */
 async function streamChunks(
   transport: Transport,
@@ -167,26 +193,32 @@ async function streamChunks(
   progress: (done: number) => void,
 ): Promise<void> {
   const blockSize = Math.max(chunkSize, Math.floor(READ_BLOCK / chunkSize) * chunkSize);
-  const readBlock = async (at: number): Promise<Buffer> => {
+  const pool = new BlockPool(blockSize, 8);
+  const readBlock = async (at: number): Promise<{ buf: Buffer; block: Buffer }> => {
     const length = Math.min(blockSize, size - at);
-    const buf = Buffer.allocUnsafe(length);
+    const block = pool.get();
+    const buf = block.subarray(0, length);
     for (let got = 0; got < length; ) {
       const { bytesRead } = await handle.read(buf, got, length - got, at + got);
       if (bytesRead === 0) throw new SockxferError('E_IO', `the source file shrank while it was being sent (expected ${size} bytes)`);
       got += bytesRead;
     }
-    return buf;
+    return { buf, block };
   };
   let next = size > 0 ? readBlock(0) : null;
   for (let pos = 0; pos < size; ) {
-    const block = await next!;
-    const end = pos + block.length;
+    const { buf, block } = await next!;
+    const end = pos + buf.length;
     next = end < size ? readBlock(end) : null;
     next?.catch(() => {}); // awaited on the next turn; this only keeps an early failure from being "unhandled"
-    hasher.update(block);
-    for (let off = 0; off < block.length; off += chunkSize) {
-      const data = block.subarray(off, off + chunkSize);
-      if (!transport.send({ type: 'data', index: 0, chunk: (pos + off) / chunkSize, data })) await transport.drain();
+    hasher.update(buf);
+    let unreleased = Math.ceil(buf.length / chunkSize);
+    const release = () => {
+      if (--unreleased === 0) pool.put(block);
+    };
+    for (let off = 0; off < buf.length; off += chunkSize) {
+      const data = [buf.subarray(off, off + chunkSize)];
+      if (!transport.send({ type: 'data', index: 0, chunk: (pos + off) / chunkSize, data }, release)) await transport.drain();
     }
     pos = end;
     progress(pos);

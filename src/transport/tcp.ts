@@ -16,6 +16,8 @@ const RECEIVE_HIGH_WATER = 16 * 1024 * 1024;
 const RECEIVE_LOW_WATER = 8 * 1024 * 1024;
 /** How long close() waits for the peer's FIN before tearing the socket down. */
 const CLOSE_GRACE_MS = 5000;
+/** The same after abort(): the peer may have stopped reading, so do not wait long for it. */
+const ABORT_GRACE_MS = 1000;
 
 /** "::ffff:1.2.3.4" (an IPv4 peer on a dual-stack socket) prints as 1.2.3.4. */
 function plainAddress(address: string | undefined): string {
@@ -112,7 +114,7 @@ export class TcpTransport implements Transport {
     for (const w of this.drainers.splice(0)) w.reject(err);
   }
 
-  send(frame: Frame): boolean {
+  send(frame: Frame, onReleased?: () => void): boolean {
     if (this.socket.destroyed || this.socket.writableEnded) {
       throw this.failure ?? new SockxferError('E_CONNECTION_LOST', `connection to ${this.remote} is closed`);
     }
@@ -121,6 +123,7 @@ export class TcpTransport implements Transport {
     for (const p of parts) bytes += p.length;
     this.unflushed += bytes;
     const onFlushed = () => {
+      onReleased?.();
       this.unflushed -= bytes;
       if (this.unflushed <= SEND_LOW_WATER) for (const w of this.drainers.splice(0)) w.resolve();
     };
@@ -154,11 +157,11 @@ export class TcpTransport implements Transport {
     this.socket.setTimeout(ms);
   }
 
-  close(): Promise<void> {
+  close(graceMs = CLOSE_GRACE_MS): Promise<void> {
     const socket = this.socket;
     if (socket.destroyed) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+      const timer = setTimeout(() => socket.destroy(), graceMs);
       socket.once('close', () => {
         clearTimeout(timer);
         resolve();
@@ -180,7 +183,7 @@ export class TcpTransport implements Transport {
         // the connection is already gone: nobody to tell
       }
     }
-    await this.close();
+    await this.close(ABORT_GRACE_MS);
   }
 
   destroy(error?: Error): void {

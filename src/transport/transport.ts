@@ -19,8 +19,10 @@ export interface Transport {
   /**
    * Queues a frame for sending. Returns false when the send queue is over its high-water mark:
    * the caller should await `drain()` before sending more. Never drops a frame.
+   * `onReleased` runs once the transport holds no reference to the frame's buffers any more
+   * (handed to the kernel, or the connection is gone), so the caller may reuse them.
    */
-  send(frame: Frame): boolean;
+  send(frame: Frame, onReleased?: () => void): boolean;
   /** Resolves when the send queue is below its low-water mark; rejects if the connection fails. */
   drain(): Promise<void>;
   /**

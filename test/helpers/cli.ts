@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -37,11 +38,14 @@ const running = new Set<ChildProcess>();
 const SIGNALS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
 /** Starts `sockxfer ...args`. */
-export function sockxfer(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
+export function sockxfer(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {}): Proc {
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: options.cwd ?? ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Only when asked: a test run as root drops to another user to meet a real permission error.
+    ...(options.uid !== undefined ? { uid: options.uid } : {}),
+    ...(options.gid !== undefined ? { gid: options.gid } : {}),
   });
   running.add(child);
   const events: JsonEvent[] = [];
@@ -139,4 +143,30 @@ export async function sha256File(file: string): Promise<string> {
 /** Names in a folder, sorted (to check that no temporary file is left behind). */
 export async function listDir(dir: string): Promise<string[]> {
   return (await fs.readdir(dir)).sort();
+}
+
+/** Temporary files a receiver left in `dir` (`.sockxfer-….part`); there must be none after a transfer ends. */
+export async function partFiles(dir: string): Promise<string[]> {
+  return (await listDir(dir)).filter((n) => n.startsWith('.sockxfer-') && n.endsWith('.part'));
+}
+
+/** A sparse file of `size` bytes that reads as zeros: big enough to stop a transfer midway, instant to make. */
+export async function sparseFile(file: string, size: number): Promise<void> {
+  await fs.writeFile(file, '');
+  await fs.truncate(file, size);
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on: bound on port 0, then closed. */
+export async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Resolves once `proc` has printed `count` events matching `pred` (already seen or future). */
+export async function waitForCount(proc: Proc, pred: (e: JsonEvent) => boolean, count: number): Promise<JsonEvent[]> {
+  await proc.waitFor(() => proc.events.filter(pred).length >= count);
+  return proc.events.filter(pred);
 }

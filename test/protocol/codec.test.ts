@@ -186,7 +186,7 @@ const GOLDEN: Record<Frame['type'], Golden> = {
     ].join(' '),
   },
   data: {
-    frame: { type: 'data', index: 3, chunk: 2 ** 32 + 1, data: Buffer.from('hi!') },
+    frame: { type: 'data', index: 3, chunk: 2 ** 32 + 1, data: [Buffer.from('hi!')] },
     hex: [
       '53584652 01 06 0000',
       SESSION_HEX,
@@ -272,20 +272,31 @@ describe('golden bytes', () => {
     expect(decoded).toEqual({ frame: GOLDEN[type].frame, session: SESSION, size: buf.length });
   });
 
-  it('data frames are encoded as [header+fields, chunk, trailer] and pass the chunk through without a copy', () => {
+  it('data frames are encoded as [header+fields, ...chunk pieces, trailer], passing the pieces through without a copy', () => {
     const frame = GOLDEN.data.frame as Extract<Frame, { type: 'data' }>;
     const parts = encodeFrame(frame, SESSION);
     expect(parts).toHaveLength(3);
-    expect(parts[1]).toBe(frame.data);
+    expect(parts[1]).toBe(frame.data[0]);
     expect(Buffer.concat(parts).toString('hex')).toBe(golden('data').toString('hex'));
   });
 
+  it('a chunk in several pieces encodes to the same bytes as the chunk in one', () => {
+    const pieces = [Buffer.from('h'), Buffer.alloc(0), Buffer.from('i!')];
+    const frame: Frame = { type: 'data', index: 3, chunk: 2 ** 32 + 1, data: pieces };
+    const parts = encodeFrame(frame, SESSION);
+    expect(parts).toHaveLength(5);
+    pieces.forEach((p, i) => expect(parts[i + 1]).toBe(p));
+    expect(encodeFrameToBuffer(frame, SESSION).toString('hex')).toBe(golden('data').toString('hex'));
+  });
+
   it('an empty data chunk is a 12-byte body and round-trips', () => {
-    const frame: Frame = { type: 'data', index: 0, chunk: 0, data: Buffer.alloc(0) };
+    const frame: Frame = { type: 'data', index: 0, chunk: 0, data: [Buffer.alloc(0)] };
     const expected = withCrc(hex(`53584652 01 06 0000 ${SESSION_HEX} 0000000c 00000000 0000000000000000`));
     const buf = encodeFrameToBuffer(frame, SESSION);
     expect(buf.toString('hex')).toBe(expected.toString('hex'));
     expect(decodeFrame(buf)).toEqual({ frame, session: SESSION, size: 36 });
+    // No pieces at all is the same empty chunk.
+    expect(encodeFrameToBuffer({ ...frame, data: [] }, SESSION).toString('hex')).toBe(expected.toString('hex'));
   });
 
   it('offer without MORE has flags 0; a committed verdict has status 0', () => {
@@ -312,7 +323,7 @@ describe('golden bytes', () => {
   });
 
   it('u64 fields round-trip right up to 2^53-1', () => {
-    const frame: Frame = { type: 'data', index: WHOLE_TRANSFER - 1, chunk: Number.MAX_SAFE_INTEGER, data: Buffer.from([0]) };
+    const frame: Frame = { type: 'data', index: WHOLE_TRANSFER - 1, chunk: Number.MAX_SAFE_INTEGER, data: [Buffer.from([0])] };
     const buf = encodeFrameToBuffer(frame, SESSION);
     expect(buf.subarray(20, 32).toString('hex')).toBe('fffffffe' + '001fffffffffffff');
     expect(decodeFrame(buf)?.frame).toEqual(frame);
@@ -479,11 +490,9 @@ describe('oversized lengths are refused from the header alone', () => {
     expect(decodeFrame(headerOnly(3, 4096), 1024)).toBeNull();
   });
 
-  // KNOWN BUG (reported): parseHeader uses DATA_FIELDS_SIZE + maxData as the limit without capping it at
-  // maxBodySize('data'), so a maxData above MAX_CHUNK_SIZE (e.g. a peer-chosen chunk size passed to
-  // setMaxData) raises the limit to anything up to ~4 GiB. `it.fails` until fixed; then make it `it`.
-  it.fails('maxData never raises the data limit above the protocol maximum', () => {
-    expectError(() => decodeFrame(headerOnly(6, 0xffffffff), 0xffffffff), 'E_PROTOCOL', /over the limit/);
+  it('maxData never raises the data limit above the protocol maximum', () => {
+    expectError(() => decodeFrame(headerOnly(6, 0xffffffff), 0xffffffff), 'E_PROTOCOL', /over the limit of 16777228$/);
+    expectError(() => decodeFrame(headerOnly(6, 12 + MAX_CHUNK_SIZE + 1), 2 * MAX_CHUNK_SIZE), 'E_PROTOCOL', /over the limit of 16777228$/);
   });
 });
 

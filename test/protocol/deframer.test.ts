@@ -63,7 +63,10 @@ function expectError(fn: () => unknown, code: ErrorCode, message?: RegExp): Sock
   return err;
 }
 
-/** Compares decoded frames to what was sent; DATA payloads are compared with Buffer.equals (1 MiB). */
+/**
+ * Compares decoded frames to what was sent. DATA payloads are compared as the concatenation of
+ * their pieces (how a chunk is cut into pieces depends on how it arrived), with Buffer.equals (1 MiB).
+ */
 function expectSameFrames(actual: DecodedFrame[], expected: Array<{ frame: Frame; session: bigint; size: number }>): void {
   expect(actual.map((d) => d.frame.type)).toEqual(expected.map((e) => e.frame.type));
   for (let i = 0; i < expected.length; i++) {
@@ -75,8 +78,10 @@ function expectSameFrames(actual: DecodedFrame[], expected: Array<{ frame: Frame
       const { data: actualData, ...actualFields } = a.frame;
       const { data: expectedData, ...expectedFields } = e.frame;
       expect(actualFields, `fields of frame ${i}`).toEqual(expectedFields);
-      expect(actualData.length, `data length of frame ${i}`).toBe(expectedData.length);
-      expect(actualData.equals(expectedData), `data bytes of frame ${i}`).toBe(true);
+      const a1 = Buffer.concat(actualData);
+      const e1 = Buffer.concat(expectedData);
+      expect(a1.length, `data length of frame ${i}`).toBe(e1.length);
+      expect(a1.equals(e1), `data bytes of frame ${i}`).toBe(true);
     } else {
       expect(a.frame, `frame ${i}`).toEqual(e.frame);
     }
@@ -121,10 +126,10 @@ const STREAM_FRAMES: Array<{ frame: Frame; session: bigint }> = [
     frame: { type: 'accept', entries: [{ index: 0, action: 'send', have: [] }, { index: 1, action: 'send', have: [] }] },
     session: SESSION,
   },
-  { frame: { type: 'data', index: 0, chunk: 0, data: BIG }, session: SESSION },
+  { frame: { type: 'data', index: 0, chunk: 0, data: [BIG] }, session: SESSION },
   { frame: { type: 'end', index: 0, hash: 'xxh128', digest: randomBytes(16, 1) }, session: SESSION },
-  { frame: { type: 'data', index: 1, chunk: 0, data: Buffer.from('hello') }, session: SESSION },
-  { frame: { type: 'data', index: 1, chunk: 1, data: Buffer.alloc(0) }, session: SESSION },
+  { frame: { type: 'data', index: 1, chunk: 0, data: [Buffer.from('hello')] }, session: SESSION },
+  { frame: { type: 'data', index: 1, chunk: 1, data: [Buffer.alloc(0)] }, session: SESSION },
   { frame: { type: 'end', index: 1, hash: 'xxh128', digest: randomBytes(16, 2) }, session: SESSION },
   { frame: { type: 'verdict', index: 0, committed: true, code: 0, hash: 'xxh128', digest: randomBytes(16, 1), message: '' }, session: SESSION },
   { frame: { type: 'verdict', index: 1, committed: false, code: 501, hash: 'xxh128', digest: randomBytes(16, 3), message: 'hash mismatch' }, session: SESSION },
@@ -192,7 +197,15 @@ describe('StreamDeframer: whole frames out, however the stream is cut', () => {
     const out: DecodedFrame[] = [];
     const completedAt: number[] = [];
     let consumed = 0;
+    // A linear deframer does this in well under a second; the budget turns "quadratic in the
+    // number of pieces" into a failure instead of a test run that never ends (the loop is synchronous,
+    // so vitest's own timeout cannot stop it).
+    const budgetMs = 10_000;
+    const started = performance.now();
     for (let i = 0; i < STREAM.length; i++) {
+      if ((i & 0xfff) === 0 && performance.now() - started > budgetMs) {
+        throw new Error(`pushed ${i} of ${STREAM.length} bytes one at a time in over ${budgetMs} ms: the deframer is slower than linear in the number of pieces`);
+      }
       const frames = d.push(STREAM.subarray(i, i + 1));
       if (frames.length > 0) {
         expect(frames).toHaveLength(1);
@@ -280,7 +293,7 @@ describe('StreamDeframer: hostile or broken input', () => {
   });
 
   it('setMaxData(1024) refuses a data frame with a 2000-byte chunk, header alone or whole', () => {
-    const frame: Frame = { type: 'data', index: 0, chunk: 0, data: randomBytes(2000, 5) };
+    const frame: Frame = { type: 'data', index: 0, chunk: 0, data: [randomBytes(2000, 5)] };
     const whole = encodeFrameToBuffer(frame, SESSION);
 
     const headerOnly = new StreamDeframer();
@@ -295,7 +308,7 @@ describe('StreamDeframer: hostile or broken input', () => {
     expectSameFrames(new StreamDeframer().push(whole), [{ frame, session: SESSION, size: whole.length }]);
     const ok = new StreamDeframer();
     ok.setMaxData(1024);
-    const fits: Frame = { type: 'data', index: 0, chunk: 1, data: randomBytes(1024, 6) };
+    const fits: Frame = { type: 'data', index: 0, chunk: 1, data: [randomBytes(1024, 6)] };
     const fitsBuf = encodeFrameToBuffer(fits, SESSION);
     expectSameFrames(ok.push(fitsBuf), [{ frame: fits, session: SESSION, size: fitsBuf.length }]);
   });

@@ -47,7 +47,7 @@ describe('OrderedHasher', () => {
 
   it('in order: the sha256 of the concatenation', async () => {
     const h = new OrderedHasher(await createHasher('sha256'));
-    chunks.forEach((c, i) => h.add(i, c));
+    chunks.forEach((c, i) => h.add(i, [c], c.length));
     expect(h.hashedChunks).toBe(chunks.length);
     expect(h.digest().equals(expected)).toBe(true);
   });
@@ -59,17 +59,28 @@ describe('OrderedHasher', () => {
       seed,
     );
     expect(order).not.toEqual(chunks.map((_, i) => i));
-    for (const i of order) h.add(i, chunks[i]!);
+    for (const i of order) h.add(i, [chunks[i]!], chunks[i]!.length);
     expect(h.hashedChunks).toBe(chunks.length);
     expect(h.digest().toString('hex')).toBe(expected.toString('hex'));
   });
 
   it('reversed: nothing is hashed until chunk 0 arrives, then everything', async () => {
     const h = new OrderedHasher(await createHasher('sha256'));
-    for (let i = chunks.length - 1; i >= 1; i--) h.add(i, chunks[i]!);
+    for (let i = chunks.length - 1; i >= 1; i--) h.add(i, [chunks[i]!], chunks[i]!.length);
     expect(h.hashedChunks).toBe(0);
-    h.add(0, chunks[0]!);
+    h.add(0, [chunks[0]!], chunks[0]!.length);
     expect(h.hashedChunks).toBe(chunks.length);
+    expect(h.digest().equals(expected)).toBe(true);
+  });
+
+  it('a chunk given as several pieces hashes like the chunk in one piece', async () => {
+    const h = new OrderedHasher(await createHasher('sha256'));
+    // Chunks cut into uneven pieces (as the deframer hands them out), fed in reverse.
+    for (let i = chunks.length - 1; i >= 0; i--) {
+      const c = chunks[i]!;
+      const cut = (i * 37) % (c.length + 1);
+      h.add(i, [c.subarray(0, cut), c.subarray(cut, cut + 1), c.subarray(cut + 1)], c.length);
+    }
     expect(h.digest().equals(expected)).toBe(true);
   });
 
@@ -81,9 +92,9 @@ describe('OrderedHasher', () => {
 
   it('xxh128 through the OrderedHasher, fed "abc" as three shuffled chunks', async () => {
     const h = new OrderedHasher(await createHasher('xxh128'));
-    h.add(2, Buffer.from('c'));
-    h.add(0, Buffer.from('a'));
-    h.add(1, Buffer.from('b'));
+    h.add(2, [Buffer.from('c')], 1);
+    h.add(0, [Buffer.from('a')], 1);
+    h.add(1, [Buffer.from('b')], 1);
     expect(h.digest().toString('hex')).toBe('06b05ab6733a618578af5f94892f3950');
   });
 
@@ -92,10 +103,10 @@ describe('OrderedHasher', () => {
     const mib = Buffer.alloc(1024 * 1024, 7);
     const heldChunks = MAX_HELD_BYTES / mib.length;
     expect(Number.isInteger(heldChunks)).toBe(true);
-    for (let i = 1; i <= heldChunks; i++) h.add(i, mib);
+    for (let i = 1; i <= heldChunks; i++) h.add(i, [mib], mib.length);
     let thrown: unknown;
     try {
-      h.add(heldChunks + 1, Buffer.alloc(1));
+      h.add(heldChunks + 1, [Buffer.alloc(1)], 1);
     } catch (err) {
       thrown = err;
     }
@@ -103,7 +114,7 @@ describe('OrderedHasher', () => {
     expect((thrown as SockxferError).code).toBe('E_PROTOCOL');
     expect((thrown as SockxferError).message).toMatch(/chunk 65 arrived too far ahead of chunk 0/);
     // The chunk in order is never refused, and it releases everything held.
-    h.add(0, mib);
+    h.add(0, [mib], mib.length);
     expect(h.hashedChunks).toBe(heldChunks + 1);
     const all = createHash('sha256');
     for (let i = 0; i <= heldChunks; i++) all.update(mib);

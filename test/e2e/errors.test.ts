@@ -1,0 +1,351 @@
+/**
+ * End-to-end failures through the built CLI: each one exits with its documented status, ends
+ * stdout with an `error` event carrying the documented code, and leaves no temporary file and no
+ * file under the final name. Fake peers made with node:net play the receiver or the sender where
+ * the real CLI cannot be made to misbehave.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { dir, type DirectoryResult } from 'tmp-promise';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../../src/errors.js';
+import { TRAILER_SIZE, crc32c, decodeFrame, encodeFrameToBuffer, type Frame } from '../../src/protocol/index.js';
+import {
+  closedPort,
+  listDir,
+  partFiles,
+  randomFile,
+  send,
+  sha256File,
+  sockxfer,
+  sparseFile,
+  startReceiver,
+  stopAll,
+  type Proc,
+} from '../helpers/cli.js';
+
+let tmp: DirectoryResult;
+let src: string;
+let out: string;
+const fakes: Array<{ server?: net.Server; sockets: Set<net.Socket> }> = [];
+
+beforeEach(async () => {
+  tmp = await dir({ unsafeCleanup: true });
+  src = path.join(tmp.path, 'src');
+  out = path.join(tmp.path, 'out');
+  await fs.mkdir(src);
+  await fs.mkdir(out);
+});
+
+afterEach(async () => {
+  await stopAll();
+  for (const fake of fakes.splice(0)) {
+    for (const s of fake.sockets) s.destroy();
+    await new Promise<void>((resolve) => (fake.server ? fake.server.close(() => resolve()) : resolve()));
+  }
+  await tmp.cleanup();
+});
+
+/** Reads whole frames off a socket, as a fake peer; `session()` is the session id of the latest frame. */
+function frameReader(socket: net.Socket): { next: () => Promise<Frame>; session: () => bigint } {
+  let buffered = Buffer.alloc(0);
+  let session = 0n;
+  const frames: Frame[] = [];
+  const waiting: Array<{ resolve: (f: Frame) => void; reject: (e: Error) => void }> = [];
+  let ended: Error | null = null;
+  socket.on('data', (data: Buffer) => {
+    buffered = Buffer.concat([buffered, data]);
+    for (let decoded = decodeFrame(buffered); decoded; decoded = decodeFrame(buffered)) {
+      buffered = buffered.subarray(decoded.size);
+      session = decoded.session;
+      const w = waiting.shift();
+      if (w) w.resolve(decoded.frame);
+      else frames.push(decoded.frame);
+    }
+  });
+  socket.on('close', () => {
+    ended = new Error('the connection closed before the awaited frame');
+    for (const w of waiting.splice(0)) w.reject(ended);
+  });
+  return {
+    next: () => {
+      const f = frames.shift();
+      if (f) return Promise.resolve(f);
+      if (ended) return Promise.reject(ended);
+      return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    },
+    session: () => session,
+  };
+}
+
+/** A fake receiver on 127.0.0.1, port 0; `onConnection` plays the protocol (or does not). */
+async function fakeReceiver(onConnection: (socket: net.Socket) => void): Promise<number> {
+  const fake = { server: undefined as net.Server | undefined, sockets: new Set<net.Socket>() };
+  fake.server = net.createServer((socket) => {
+    fake.sockets.add(socket);
+    socket.on('close', () => fake.sockets.delete(socket));
+    socket.on('error', () => {});
+    onConnection(socket);
+  });
+  fakes.push(fake);
+  await new Promise<void>((resolve, reject) => fake.server!.once('error', reject).listen(0, '127.0.0.1', resolve));
+  return (fake.server.address() as net.AddressInfo).port;
+}
+
+/** Resolves with the exit status, or fails the test if the process is still running after `ms`. */
+async function exitWithin(proc: Proc, ms: number, what: string): Promise<number> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still running ${ms} ms later; stderr:\n${proc.stderr()}`)), ms);
+  });
+  try {
+    return await Promise.race([proc.exited, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fs.stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+describe('exit statuses and error events', () => {
+  it('a closed port: exit 3, E_CONNECT_REFUSED', async () => {
+    const file = path.join(src, 'a.bin');
+    await randomFile(file, 1000);
+    const port = await closedPort();
+    const r = await send(file, `127.0.0.1:${port}`);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.last).toMatchObject({ event: 'error', code: 'E_CONNECT_REFUSED', exitCode: 3 });
+    expect(r.events.filter((e) => e.event !== 'error')).toEqual([]);
+    expect(r.stderr).toContain('[E_CONNECT_REFUSED, exit 3]');
+  });
+
+  it('an existing target: exit 6, E_EXISTS, the old file untouched and no temporary file', async () => {
+    const target = path.join(out, 'taken.bin');
+    const oldSha = await randomFile(target, 40_000);
+    const file = path.join(src, 'taken.bin');
+    await randomFile(file, 50_000);
+    const { proc: receiver, address } = await startReceiver(out, ['--once']);
+    const r = await send(file, address);
+    expect(r.code, r.stderr).toBe(6);
+    expect(r.last).toMatchObject({ event: 'error', code: 'E_EXISTS', exitCode: 6 });
+    // A --once receiver exits with the status of the transfer it served.
+    expect(await receiver.exited).toBe(6);
+    expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_EXISTS', exitCode: 6 });
+    expect(await sha256File(target)).toBe(oldSha);
+    expect(await listDir(out)).toEqual(['taken.bin']);
+  });
+
+  it('a missing source file: exit 8, E_NOT_FOUND, nothing reaches the receiver', async () => {
+    const { proc: receiver, address } = await startReceiver(out);
+    const r = await send(path.join(src, 'no-such-file.bin'), address);
+    expect(r.code, r.stderr).toBe(8);
+    expect(r.last).toMatchObject({ event: 'error', code: 'E_NOT_FOUND', exitCode: 8 });
+    expect(receiver.events.filter((e) => e.event !== 'listening')).toEqual([]);
+    expect(await listDir(out)).toEqual([]);
+  });
+
+  it('an unreadable source file: exit 8, E_PERMISSION', async () => {
+    const file = path.join(src, 'secret.bin');
+    await randomFile(file, 1000);
+    await fs.chmod(file, 0o000);
+    // chmod 000 does not stop root from reading, so as root the sender runs as nobody (65534),
+    // which needs to get through the (0700) temporary folder to meet the file's own permissions.
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) {
+      await fs.chmod(tmp.path, 0o755);
+      await fs.chmod(src, 0o755);
+    }
+    const port = await closedPort();
+    const proc = sockxfer(['send', file, `127.0.0.1:${port}`, '--json'], asRoot ? { uid: 65534, gid: 65534 } : {});
+    expect(await proc.exited, proc.stderr()).toBe(8);
+    expect(proc.events.at(-1)).toMatchObject({ event: 'error', code: 'E_PERMISSION', exitCode: 8 });
+  });
+});
+
+describe('usage errors: exit 2', () => {
+  const cases: Array<{ title: string; args: (file: string, out: string) => string[]; stderr: RegExp }> = [
+    { title: 'no arguments', args: () => [], stderr: /Usage: sockxfer/ },
+    { title: 'an unknown command', args: () => ['frobnicate'], stderr: /unknown command 'frobnicate'/ },
+    { title: '`send` with one argument', args: (file) => ['send', file, '--json'], stderr: /missing required argument/ },
+    { title: '--chunk-size 1', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--chunk-size', '1'], stderr: /--chunk-size/ },
+    { title: '--hash md5', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--hash', 'md5'], stderr: /md5/ },
+    { title: 'receive without --port', args: (_file, out) => ['receive', '--dir', out, '--json'], stderr: /--port/ },
+  ];
+  for (const c of cases) {
+    it(c.title, async () => {
+      const file = path.join(src, 'a.bin');
+      await randomFile(file, 10);
+      const proc = sockxfer(c.args(file, out));
+      expect(await proc.exited, proc.stderr()).toBe(2);
+      expect(proc.stderr()).toMatch(c.stderr);
+      expect(proc.stray).toEqual([]);
+    });
+  }
+
+  for (const target of ['nohost', 'h:99999']) {
+    it(`the bad target "${target}", with an E_USAGE error event`, async () => {
+      const file = path.join(src, 'a.bin');
+      await randomFile(file, 10);
+      const proc = sockxfer(['send', file, target, '--json']);
+      expect(await proc.exited, proc.stderr()).toBe(2);
+      expect(proc.events).toMatchObject([{ event: 'error', code: 'E_USAGE', exitCode: 2 }]);
+      expect(proc.events[0]!.message).toContain(target === 'nohost' ? '"nohost" is not HOST:PORT' : 'port 99999 is out of range');
+      expect(proc.stray).toEqual([]);
+    });
+  }
+});
+
+describe('--json', () => {
+  it('stdout holds JSON events only, on both sides, for a success and a failure', async () => {
+    const file = path.join(src, 'j.bin');
+    await randomFile(file, 3 * 1024 * 1024);
+    const { proc: receiver, address } = await startReceiver(out, ['--once']);
+    const sender = sockxfer(['send', file, address, '--json']);
+    expect(await sender.exited, sender.stderr()).toBe(0);
+    expect(await receiver.exited, receiver.stderr()).toBe(0);
+    // The second send fails (the file now exists, and the --once receiver is gone).
+    const failed = sockxfer(['send', file, address, '--json']);
+    expect(await failed.exited).toBe(3);
+    for (const p of [sender, receiver, failed]) {
+      expect(p.stray).toEqual([]);
+      expect(p.events.length).toBeGreaterThan(0);
+      for (const e of p.events) expect(['listening', 'start', 'progress', 'done', 'error']).toContain(e.event);
+    }
+    expect(sender.events.map((e) => e.event)).toEqual(['start', ...sender.events.slice(1, -1).map(() => 'progress'), 'done']);
+    expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'start', ...receiver.events.slice(2, -1).map(() => 'progress'), 'done']);
+    expect(failed.events).toMatchObject([{ event: 'error', code: 'E_CONNECT_REFUSED', exitCode: 3 }]);
+    // The human summary went to stderr, not stdout.
+    expect(sender.stderr()).toMatch(/^sent j\.bin /m);
+  });
+});
+
+describe('a peer that dies mid-transfer', () => {
+  it('receiver killed (SIGKILL): the sender exits 3, E_CONNECTION_LOST, and nothing is under the final name', async () => {
+    const file = path.join(src, 'big.bin');
+    await sparseFile(file, 2 * 1024 ** 3);
+    const { proc: receiver, address } = await startReceiver(out);
+    const sender = sockxfer(['send', file, address, '--json']);
+    await receiver.waitFor((e) => e.event === 'progress' && (e.bytes as number) > 0);
+    receiver.child.kill('SIGKILL');
+    expect(await sender.exited, sender.stderr()).toBe(3);
+    expect(sender.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3 });
+    expect(await receiver.exited).toBe(128 + 9);
+    // A SIGKILLed receiver cannot remove its temporary file; the final name must still be empty.
+    expect(await exists(path.join(out, 'big.bin'))).toBe(false);
+  });
+
+  it('sender killed (SIGKILL): the --once receiver exits 3 and leaves neither a temporary nor a final file', async () => {
+    const file = path.join(src, 'big.bin');
+    await sparseFile(file, 2 * 1024 ** 3);
+    const { proc: receiver, address } = await startReceiver(out, ['--once']);
+    const sender = sockxfer(['send', file, address, '--json']);
+    await receiver.waitFor((e) => e.event === 'progress' && (e.bytes as number) > 0);
+    expect(await partFiles(out)).toHaveLength(1);
+    sender.child.kill('SIGKILL');
+    expect(await receiver.exited, receiver.stderr()).toBe(3);
+    expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3, name: 'big.bin' });
+    expect(await listDir(out)).toEqual([]);
+  });
+});
+
+describe('fake peers', () => {
+  it('a receiver that accepts and never answers: send --timeout 1 exits 4, E_TIMEOUT', async () => {
+    const port = await fakeReceiver(() => {});
+    const file = path.join(src, 'a.bin');
+    await randomFile(file, 1000);
+    const started = performance.now();
+    const r = await send(file, `127.0.0.1:${port}`, ['--timeout', '1']);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.last).toMatchObject({ event: 'error', code: 'E_TIMEOUT', exitCode: 4 });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1000);
+  });
+
+  it('a receiver whose frames carry protocol version 2: the sender exits 9, E_VERSION', async () => {
+    let hello: Frame | undefined;
+    const port = await fakeReceiver((socket) => {
+      const reader = frameReader(socket);
+      void reader
+        .next()
+        .then((frame) => {
+          hello = frame;
+          const welcome = encodeFrameToBuffer({ type: 'welcome', version: 2, capabilities: 0, software: 'fake/2' }, reader.session());
+          welcome.writeUInt8(2, 4); // the header's version byte
+          welcome.writeUInt32BE(crc32c(welcome.subarray(0, welcome.length - TRAILER_SIZE)), welcome.length - TRAILER_SIZE);
+          socket.write(welcome);
+        }, () => {});
+    });
+    const file = path.join(src, 'a.bin');
+    await randomFile(file, 1000);
+    const r = await send(file, `127.0.0.1:${port}`);
+    expect(hello).toMatchObject({ type: 'hello', minVersion: 1, maxVersion: 1 });
+    expect(r.code, r.stderr).toBe(9);
+    expect(r.last).toMatchObject({ event: 'error', code: 'E_VERSION', exitCode: 9 });
+    expect(r.last!.message).toMatch(/version 2\b/);
+  });
+
+  // A 16 MiB chunk is over the sender's 8 MiB high-water mark on its own, and this receiver never
+  // reads, so the sender is waiting in drain() when the ERROR frame arrives and must be woken by it.
+  it("a receiver's ERROR (E_NO_SPACE) while the sender waits to drain: the sender exits 8 and names the receiver", async () => {
+    const port = await fakeReceiver((socket) => {
+      const reader = frameReader(socket);
+      void (async () => {
+        const hello = await reader.next();
+        expect(hello.type).toBe('hello');
+        socket.write(encodeFrameToBuffer({ type: 'welcome', version: 1, capabilities: 0, software: 'fake/1' }, reader.session()));
+        const offer = await reader.next();
+        expect(offer.type).toBe('offer');
+        socket.pause(); // never read the data: the sender's queue stays full
+        socket.write(
+          Buffer.concat([
+            encodeFrameToBuffer({ type: 'accept', entries: [{ index: 0, action: 'send', have: [] }] }, reader.session()),
+            encodeFrameToBuffer({ type: 'error', code: ERROR_CODES.E_NO_SPACE.wire, message: 'no space left on device' }, reader.session()),
+          ]),
+        );
+      })().catch(() => {});
+    });
+    const file = path.join(src, 'big.bin');
+    await sparseFile(file, 64 * 1024 * 1024);
+    const r = await send(file, `127.0.0.1:${port}`, ['--chunk-size', '16M', '--timeout', '1']);
+    expect(r.last).toMatchObject({ event: 'error', code: 'E_NO_SPACE', exitCode: 8 });
+    expect(r.last!.message).toContain(`127.0.0.1:${port}`);
+    expect(r.code).toBe(8);
+  });
+
+  /** Connects a fake sender that says HELLO for versions 2-3 only; returns the receiver's answer. */
+  async function helloFromTheFuture(port: number): Promise<Frame> {
+    const socket = net.connect(port, '127.0.0.1');
+    fakes.push({ sockets: new Set([socket]) });
+    socket.on('error', () => {});
+    const reader = frameReader(socket);
+    socket.write(encodeFrameToBuffer({ type: 'hello', minVersion: 2, maxVersion: 3, capabilities: 0, software: 'fake-sender/3' }, randomBytes(8).readBigUInt64BE()));
+    const answer = await reader.next();
+    socket.end();
+    return answer;
+  }
+
+  it('a sender that speaks only versions 2-3: the receiver answers ERROR E_VERSION (901)', async () => {
+    const { proc: receiver, port } = await startReceiver(out, ['--once']);
+    const answer = await helloFromTheFuture(port);
+    expect(answer).toMatchObject({ type: 'error', code: ERROR_CODES.E_VERSION.wire });
+    expect(ERROR_CODES.E_VERSION.wire).toBe(901);
+    expect((answer as { message: string }).message).toMatch(/2-3/);
+    await receiver.waitFor((e) => e.event === 'error');
+    expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_VERSION', exitCode: 9 });
+    expect(await listDir(out)).toEqual([]);
+  });
+
+  // A HELLO counts as the --once transfer even when it has no version in common with the receiver.
+  it('a sender that speaks only versions 2-3: a --once receiver exits 9', async () => {
+    const { proc: receiver, port } = await startReceiver(out, ['--once']);
+    expect(await helloFromTheFuture(port)).toMatchObject({ type: 'error', code: 901 });
+    expect(await exitWithin(receiver, 3000, 'the --once receiver after a HELLO with no common version')).toBe(9);
+  });
+});
+

@@ -1,0 +1,103 @@
+/**
+ * End-to-end signal handling: SIGINT and SIGTERM stop a sender or a receiver cleanly, with exit
+ * 130 and an E_INTERRUPTED error event, and the receiver removes the temporary files of the
+ * transfers it cuts short. "Mid-transfer" is made deterministic with a 2 GiB sparse file and a
+ * signal sent when the receiver reports its first bytes written.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { dir, type DirectoryResult } from 'tmp-promise';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { listDir, partFiles, sockxfer, sparseFile, startReceiver, stopAll, type Proc } from '../helpers/cli.js';
+
+const BIG = 2 * 1024 ** 3;
+
+let tmp: DirectoryResult;
+let src: string;
+let out: string;
+
+beforeEach(async () => {
+  tmp = await dir({ unsafeCleanup: true });
+  src = path.join(tmp.path, 'src');
+  out = path.join(tmp.path, 'out');
+  await fs.mkdir(src);
+  await fs.mkdir(out);
+});
+
+afterEach(async () => {
+  await stopAll();
+  await tmp.cleanup();
+});
+
+/** Starts sending a 2 GiB sparse file and resolves once the receiver has written part of it. */
+async function midTransfer(receiverArgs: string[]): Promise<{ receiver: Proc; sender: Proc }> {
+  const file = path.join(src, 'big.bin');
+  await sparseFile(file, BIG);
+  const { proc: receiver, address } = await startReceiver(out, receiverArgs);
+  const sender = sockxfer(['send', file, address, '--json']);
+  await receiver.waitFor((e) => e.event === 'progress' && (e.bytes as number) > 0);
+  // The temporary file exists now, so "none left" below is a real check.
+  expect(await partFiles(out)).toHaveLength(1);
+  return { receiver, sender };
+}
+
+describe('receiver', () => {
+  it('SIGTERM mid-transfer: exits 130 with E_INTERRUPTED last, removes the temporary file; the sender exits 3', async () => {
+    const { receiver, sender } = await midTransfer([]);
+    receiver.child.kill('SIGTERM');
+
+    expect(await receiver.exited, receiver.stderr()).toBe(130);
+    expect(receiver.events.at(-1)).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: 'interrupted by SIGTERM' });
+    // The transfer it cut short is reported as such, before the final event.
+    expect(receiver.events.at(-2)).toMatchObject({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, name: 'big.bin', session: expect.any(String) });
+    expect(await listDir(out)).toEqual([]);
+
+    // For the sender, an interrupted receiver is a lost connection (README: exit 3, worth retrying).
+    expect(await sender.exited, sender.stderr()).toBe(3);
+    expect(sender.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3 });
+  });
+
+  it('SIGTERM mid-transfer with --once: exits 130 and removes the temporary file', async () => {
+    const { receiver, sender } = await midTransfer(['--once']);
+    receiver.child.kill('SIGTERM');
+    expect(await receiver.exited, receiver.stderr()).toBe(130);
+    expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130 });
+    expect(await listDir(out)).toEqual([]);
+    expect(await sender.exited, sender.stderr()).toBe(3);
+  });
+
+  for (const [signal, args] of [
+    ['SIGTERM', []],
+    ['SIGINT', []],
+    ['SIGTERM', ['--once']],
+  ] as const) {
+    it(`${signal} when idle${args.length ? ` (${args.join(' ')})` : ''}: exits 130 promptly`, async () => {
+      const { proc: receiver } = await startReceiver(out, [...args]);
+      const sent = performance.now();
+      receiver.child.kill(signal);
+      expect(await receiver.exited, receiver.stderr()).toBe(130);
+      // Nothing to wait for: no transfer, no grace period. Generous for a loaded 2-core machine.
+      expect(performance.now() - sent).toBeLessThan(2000);
+      expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'error']);
+      expect(receiver.events[1]).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: `interrupted by ${signal}` });
+      expect(receiver.stray).toEqual([]);
+      expect(await listDir(out)).toEqual([]);
+    });
+  }
+});
+
+describe('sender', () => {
+  it('SIGINT mid-transfer: exits 130 with E_INTERRUPTED; the receiver sees a lost connection and removes the temporary file', async () => {
+    const { receiver, sender } = await midTransfer(['--once']);
+    sender.child.kill('SIGINT');
+
+    expect(await sender.exited, sender.stderr()).toBe(130);
+    expect(sender.events.at(-1)).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: 'interrupted by SIGINT' });
+    expect(sender.stray).toEqual([]);
+
+    // For the receiver, an interrupted sender is a lost connection (README: exit 3), not its own interruption.
+    expect(await receiver.exited, receiver.stderr()).toBe(3);
+    expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3, name: 'big.bin' });
+    expect(await listDir(out)).toEqual([]);
+  });
+});

@@ -1,0 +1,265 @@
+/**
+ * PartFile with real files: created exclusively with mode 0600 beside the target, written at
+ * offsets in any order, finished with mode and mtime, then committed in one step (or refused
+ * when the target exists), or discarded without a trace.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { dir, type DirectoryResult } from 'tmp-promise';
+import { SockxferError } from '../../src/errors.js';
+import { PART_PREFIX, PART_SUFFIX, PartFile } from '../../src/transfer/part-file.js';
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function seededBytes(n: number, seed: number): Buffer {
+  const rand = mulberry32(seed);
+  const out = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
+  return out;
+}
+
+async function rejection(p: Promise<unknown>): Promise<SockxferError> {
+  const err = await p.then(
+    () => expect.fail('expected a rejection'),
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(SockxferError);
+  return err as SockxferError;
+}
+
+const exists = (p: string) => fs.lstat(p).then(
+  () => true,
+  () => false,
+);
+
+/** Writes `data` into `part` in chunks of `size`, in a shuffled order. */
+async function writeShuffled(part: PartFile, data: Buffer, size: number, seed: number): Promise<void> {
+  const offsets: number[] = [];
+  for (let off = 0; off < data.length; off += size) offsets.push(off);
+  const rand = mulberry32(seed);
+  for (let i = offsets.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [offsets[i], offsets[j]] = [offsets[j]!, offsets[i]!];
+  }
+  for (const off of offsets) {
+    const piece = data.subarray(off, off + size);
+    // Two pieces per chunk, as the deframer may hand them out.
+    const cut = Math.floor(piece.length / 3);
+    const wait = part.write(off, [piece.subarray(0, cut), piece.subarray(cut)], piece.length);
+    if (wait) await wait;
+  }
+}
+
+const MTIME_MS = Date.UTC(2021, 4, 6, 7, 8, 9, 250);
+
+describe('PartFile', () => {
+  let tmp: DirectoryResult;
+  let parts: PartFile[];
+
+  beforeEach(async () => {
+    tmp = await dir({ unsafeCleanup: true });
+    parts = [];
+  });
+
+  afterEach(async () => {
+    for (const p of parts) await p.discard();
+    await tmp.cleanup();
+  });
+
+  async function create(name: string): Promise<PartFile> {
+    const part = await PartFile.create(tmp.path, name);
+    parts.push(part);
+    return part;
+  }
+
+  it('is created beside the target as .sockxfer-*.part, mode 0600, empty', async () => {
+    const part = await create('file.bin');
+    expect(path.dirname(part.path)).toBe(tmp.path);
+    const base = path.basename(part.path);
+    expect(base.startsWith(PART_PREFIX)).toBe(true);
+    expect(base.endsWith(PART_SUFFIX)).toBe(true);
+    expect(base).toMatch(/^\.sockxfer-[0-9a-f]{12}-file\.bin\.part$/);
+    const st = await fs.stat(part.path);
+    expect(st.isFile()).toBe(true);
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(st.size).toBe(0);
+  });
+
+  it('two part files for the same name get different paths', async () => {
+    const a = await create('same');
+    const b = await create('same');
+    expect(a.path).not.toBe(b.path);
+  });
+
+  it('writes chunks out of order, finishes with mode and mtime, commits the exact bytes', async () => {
+    const data = seededBytes(1024 * 1024 + 123, 9);
+    const part = await create('out-of-order.bin');
+    await writeShuffled(part, data, 4096, 1);
+    // Still private while in progress.
+    expect((await fs.stat(part.path)).mode & 0o777).toBe(0o600);
+    await part.finish(0o640, MTIME_MS);
+    const target = path.join(tmp.path, 'out-of-order.bin');
+    await part.commit(target, false);
+
+    const st = await fs.stat(target);
+    expect(st.mode & 0o777).toBe(0o640);
+    expect(Math.abs(st.mtimeMs - MTIME_MS)).toBeLessThan(1);
+    expect(st.size).toBe(data.length);
+    expect((await fs.readFile(target)).equals(data)).toBe(true);
+    expect(await fs.readdir(tmp.path)).toEqual(['out-of-order.bin']);
+    expect(await exists(part.path)).toBe(false);
+  });
+
+  it('finish keeps only permission bits of the mode', async () => {
+    const part = await create('setuid');
+    part.write(0, [Buffer.from('x')], 1);
+    await part.finish(0o4755, MTIME_MS);
+    expect((await fs.stat(part.path)).mode & 0o7777).toBe(0o755);
+  });
+
+  it('a zero-byte file commits as an empty file', async () => {
+    const part = await create('empty');
+    await part.finish(0o600, MTIME_MS);
+    const target = path.join(tmp.path, 'empty');
+    await part.commit(target, false);
+    expect((await fs.stat(target)).size).toBe(0);
+    expect(await fs.readdir(tmp.path)).toEqual(['empty']);
+  });
+
+  it('commit without overwrite onto an existing file: E_EXISTS, the file untouched, the part kept until discard()', async () => {
+    const target = path.join(tmp.path, 'taken.txt');
+    await fs.writeFile(target, 'original contents');
+    const part = await create('taken.txt');
+    part.write(0, [Buffer.from('new contents')], 12);
+    await part.finish(0o644, MTIME_MS);
+
+    const err = await rejection(part.commit(target, false));
+    expect(err.code).toBe('E_EXISTS');
+    expect(err.wireCode).toBe(601);
+    expect(await fs.readFile(target, 'utf8')).toBe('original contents');
+    expect(await exists(part.path)).toBe(true);
+    expect(await fs.readFile(part.path, 'utf8')).toBe('new contents');
+
+    await part.discard();
+    expect(await exists(part.path)).toBe(false);
+    expect(await fs.readdir(tmp.path)).toEqual(['taken.txt']);
+    expect(await fs.readFile(target, 'utf8')).toBe('original contents');
+  });
+
+  it('commit with overwrite replaces the existing file', async () => {
+    const target = path.join(tmp.path, 'replace.txt');
+    await fs.writeFile(target, 'old old old old old');
+    const part = await create('replace.txt');
+    part.write(0, [Buffer.from('new')], 3);
+    await part.finish(0o600, MTIME_MS);
+    await part.commit(target, true);
+    expect(await fs.readFile(target, 'utf8')).toBe('new');
+    expect(await fs.readdir(tmp.path)).toEqual(['replace.txt']);
+  });
+
+  it('commit with overwrite replaces a symlink itself, never writing through it', async () => {
+    const outside = await dir({ unsafeCleanup: true });
+    try {
+      const victim = path.join(outside.path, 'victim');
+      await fs.writeFile(victim, 'keep me');
+      const target = path.join(tmp.path, 'link');
+      await fs.symlink(victim, target);
+      const part = await create('link');
+      part.write(0, [Buffer.from('payload')], 7);
+      await part.finish(0o600, MTIME_MS);
+      await part.commit(target, true);
+      expect((await fs.lstat(target)).isFile()).toBe(true);
+      expect(await fs.readFile(target, 'utf8')).toBe('payload');
+      expect(await fs.readFile(victim, 'utf8')).toBe('keep me');
+    } finally {
+      await outside.cleanup();
+    }
+  });
+
+  it('write() asks the caller to wait once 32 MiB are queued, and all of it lands', async () => {
+    const part = await create('big.bin');
+    const block = seededBytes(4 * 1024 * 1024, 11);
+    const waits: boolean[] = [];
+    for (let i = 0; i < 10; i++) {
+      const wait = part.write(i * block.length, [block], block.length);
+      waits.push(wait !== undefined);
+      if (wait) await wait;
+    }
+    // Writes finish asynchronously, so the first seven (28 MiB) are queued without a wait and the eighth hits 32 MiB.
+    expect(waits.slice(0, 8)).toEqual([false, false, false, false, false, false, false, true]);
+    await part.finish(0o600, MTIME_MS);
+    const st = await fs.stat(part.path);
+    expect(st.size).toBe(10 * block.length);
+    const fh = await fs.open(part.path, 'r');
+    try {
+      const back = Buffer.alloc(block.length);
+      await fh.read(back, 0, back.length, 9 * block.length);
+      expect(back.equals(block)).toBe(true);
+    } finally {
+      await fh.close();
+    }
+  });
+
+  it('discard removes an unfinished part file, with writes still queued', async () => {
+    const part = await create('abandoned');
+    part.write(0, [seededBytes(256 * 1024, 3)], 256 * 1024);
+    part.write(1024 * 1024, [seededBytes(1000, 4)], 1000);
+    await part.discard();
+    expect(await fs.readdir(tmp.path)).toEqual([]);
+    // A second discard is harmless.
+    await part.discard();
+  });
+
+  it('discard after finish removes the part file', async () => {
+    const part = await create('finished-then-dropped');
+    part.write(0, [Buffer.from('abc')], 3);
+    await part.finish(0o644, MTIME_MS);
+    await part.discard();
+    expect(await fs.readdir(tmp.path)).toEqual([]);
+  });
+
+  it('create() in a folder that does not exist fails with E_NOT_FOUND', async () => {
+    const err = await rejection(PartFile.create(path.join(tmp.path, 'no', 'such', 'dir'), 'x'));
+    expect(err.code).toBe('E_NOT_FOUND');
+    expect(err.message).toMatch(/cannot create a temporary file/);
+  });
+
+  it('create() takes an ASCII name of 255 bytes (the part name is shortened)', async () => {
+    const part = await create('a'.repeat(255));
+    expect(Buffer.byteLength(path.basename(part.path))).toBeLessThanOrEqual(255);
+    part.write(0, [Buffer.from('x')], 1);
+    await part.finish(0o600, MTIME_MS);
+    const target = path.join(tmp.path, 'a'.repeat(255));
+    await part.commit(target, false);
+    expect(await fs.readFile(target, 'utf8')).toBe('x');
+  });
+
+  it.each([
+    ['127 × "é" (254 bytes)', 'é'.repeat(127)],
+    ['85 × "€" (255 bytes)', '€'.repeat(85)],
+    ['63 emoji and 3 ASCII (255 bytes)', '📄'.repeat(63) + 'abc'],
+    ['216 ASCII then an emoji', 'a'.repeat(216) + '📄x'],
+  ])('create() takes a long name of multi-byte characters: %s', async (_what, name) => {
+    const part = await create(name);
+    const base = path.basename(part.path);
+    expect(Buffer.byteLength(base)).toBeLessThanOrEqual(255);
+    // Cut on a whole character: no replacement character from a split surrogate pair.
+    expect(base).not.toContain('\uFFFD');
+    expect(base.endsWith(PART_SUFFIX)).toBe(true);
+    expect((await fs.readdir(tmp.path))).toEqual([base]);
+    part.write(0, [Buffer.from('x')], 1);
+    await part.finish(0o600, MTIME_MS);
+    await part.commit(path.join(tmp.path, name), false);
+    expect(await fs.readdir(tmp.path)).toEqual([name]);
+  });
+});
