@@ -4,7 +4,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ERROR_CODES, SockxferError, toSockxferError, type ErrorCode } from '../errors.js';
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, PROTOCOL_VERSION, crc32cImplementation, type HashAlgorithm } from '../protocol/index.js';
-import { VERSION } from '../transfer/index.js';
+import { VERSION, xxh128Implementation } from '../transfer/index.js';
 import { parsePort } from '../transport/index.js';
 import { formatBytes, parseSize } from './format.js';
 import { Output } from './output.js';
@@ -35,7 +35,7 @@ function exitTable(): string {
 
 function versionLine(): string {
   const crc = crc32cImplementation === 'js' ? 'crc32c js-fallback (SLOW: sse4_crc32 is not built; run `npm rebuild sse4_crc32`)' : `crc32c ${crc32cImplementation}`;
-  return `sockxfer ${VERSION} (protocol ${PROTOCOL_VERSION}, ${crc}, node ${process.version})`;
+  return `sockxfer ${VERSION} (protocol ${PROTOCOL_VERSION}, ${crc}, xxh128 ${xxh128Implementation}, node ${process.version})`;
 }
 
 function positiveSeconds(text: string): number {

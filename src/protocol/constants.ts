@@ -23,8 +23,13 @@ export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 
 /** Largest body of any frame but DATA; small enough to fit one UDP datagram. */
 export const MAX_CONTROL_BODY = 60 * 1024;
-/** File names are single path components of at most this many UTF-8 bytes (NAME_MAX). */
+/** File names are single path components of at most this many UTF-8 bytes (NAME_MAX); the receiver enforces it. */
 export const MAX_NAME_BYTES = 255;
+/**
+ * What a name field may carry on the wire: more than NAME_MAX, so that a long name reaches the
+ * receiver's name check and is refused as a bad name (E_BAD_NAME) rather than as a broken frame.
+ */
+export const MAX_WIRE_NAME_BYTES = 4096;
 export const MAX_MESSAGE_BYTES = 1024;
 export const MAX_SOFTWARE_BYTES = 64;
 export const MAX_HASH_BYTES = 64;

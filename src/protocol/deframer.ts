@@ -12,9 +12,24 @@ import { HEADER_SIZE, TRAILER_SIZE } from './constants.js';
 import { decodeChecked, decodeDataPieces, parseHeader, type DecodedFrame, type FrameHeader } from './codec.js';
 import type { SockxferError } from '../errors.js';
 
+/** Reads smaller than this are copied into a shared scratch buffer instead of kept as pieces. */
+const SMALL_READ = 16 * 1024;
+const SCRATCH_SIZE = 64 * 1024;
+
 export class StreamDeframer {
+  /** Buffered bytes as views, oldest first; `pieces[first]` is the next byte's piece. */
   private pieces: Buffer[] = [];
+  private first = 0;
   private buffered = 0;
+  /**
+   * Small reads are appended to a scratch buffer, so a peer that trickles bytes one at a time
+   * costs one piece per 64 KiB, not one per byte. `extendable` is true while the last piece is
+   * the scratch view that the next small read may grow.
+   */
+  private scratch: Buffer | null = null;
+  private scratchStart = 0;
+  private scratchEnd = 0;
+  private extendable = false;
   private header: FrameHeader | null = null;
   private failure: SockxferError | null = null;
 
@@ -36,16 +51,19 @@ export class StreamDeframer {
     return this.buffered === 0;
   }
 
+  /** The error that stopped the deframer, or null while it is healthy. */
+  get error(): SockxferError | null {
+    return this.failure;
+  }
+
   /**
-   * Appends bytes and returns every frame they complete, in order. Throws a SockxferError on
-   * malformed input; after that the deframer refuses further input with the same error.
+   * Appends bytes and returns every frame they complete, in order. Malformed input throws a
+   * SockxferError, unless whole frames came before it in this call: those are returned, and
+   * `error` says what followed. Either way, further input is refused with the same error.
    */
   push(chunk: Buffer): DecodedFrame[] {
     if (this.failure) throw this.failure;
-    if (chunk.length > 0) {
-      this.pieces.push(chunk);
-      this.buffered += chunk.length;
-    }
+    this.append(chunk);
     const out: DecodedFrame[] = [];
     try {
       for (;;) {
@@ -64,75 +82,88 @@ export class StreamDeframer {
     } catch (err) {
       this.failure = err as SockxferError;
       this.pieces = [];
+      this.first = 0;
       this.buffered = 0;
-      throw err;
+      if (out.length === 0) throw err;
     }
     return out;
+  }
+
+  private append(chunk: Buffer): void {
+    const n = chunk.length;
+    if (n === 0) return;
+    this.buffered += n;
+    if (n >= SMALL_READ) {
+      this.pieces.push(chunk);
+      this.extendable = false;
+      return;
+    }
+    if (this.extendable && this.scratch!.length - this.scratchEnd >= n) {
+      chunk.copy(this.scratch!, this.scratchEnd);
+      this.scratchEnd += n;
+      this.pieces[this.pieces.length - 1] = this.scratch!.subarray(this.scratchStart, this.scratchEnd);
+      return;
+    }
+    if (this.scratch === null || this.scratch.length - this.scratchEnd < n) {
+      this.scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
+      this.scratchEnd = 0;
+    }
+    this.scratchStart = this.scratchEnd;
+    chunk.copy(this.scratch, this.scratchEnd);
+    this.scratchEnd += n;
+    this.pieces.push(this.scratch.subarray(this.scratchStart, this.scratchEnd));
+    this.extendable = true;
+  }
+
+  /** Drops consumed pieces from the front once in a while, so consumption stays O(1). */
+  private compact(): void {
+    if (this.first === this.pieces.length) {
+      this.pieces = [];
+      this.first = 0;
+      this.extendable = false;
+    } else if (this.first > 64) {
+      this.pieces = this.pieces.slice(this.first);
+      this.first = 0;
+    }
   }
 
   /** The first n buffered bytes, without consuming them. */
   private peek(n: number): Buffer {
-    const first = this.pieces[0]!;
-    if (first.length >= n) return first.subarray(0, n);
-    return this.copyOut(n, false);
-  }
-
-  /** Removes and returns the first n buffered bytes; a view when they sit in one piece. */
-  private take(n: number): Buffer {
-    const first = this.pieces[0]!;
-    if (first.length >= n) {
-      const out = first.subarray(0, n);
-      if (first.length === n) this.pieces.shift();
-      else this.pieces[0] = first.subarray(n);
-      this.buffered -= n;
-      return out;
+    const head = this.pieces[this.first]!;
+    if (head.length >= n) return head.subarray(0, n);
+    const out = Buffer.allocUnsafe(n);
+    for (let i = this.first, filled = 0; filled < n; i++) {
+      filled += this.pieces[i]!.copy(out, filled, 0, Math.min(this.pieces[i]!.length, n - filled));
     }
-    return this.copyOut(n, true);
+    return out;
   }
 
-  /** Removes the first n buffered bytes and returns them as views of the pieces they sit in. */
+  /** Removes and returns the first n buffered bytes as views of the pieces they sit in. */
   private takePieces(n: number): Buffer[] {
     const out: Buffer[] = [];
     let left = n;
     while (left > 0) {
-      const piece = this.pieces[0]!;
+      const piece = this.pieces[this.first]!;
       if (piece.length <= left) {
         out.push(piece);
-        this.pieces.shift();
+        this.first++;
         left -= piece.length;
       } else {
         out.push(piece.subarray(0, left));
-        this.pieces[0] = piece.subarray(left);
+        this.pieces[this.first] = piece.subarray(left);
+        // The scratch view just lost its front: it can no longer be extended in place.
+        if (this.first === this.pieces.length - 1) this.extendable = false;
         left = 0;
       }
     }
     this.buffered -= n;
+    this.compact();
     return out;
   }
 
-  private copyOut(n: number, consume: boolean): Buffer {
-    const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    let i = 0;
-    while (filled < n) {
-      const piece = this.pieces[i]!;
-      const use = Math.min(piece.length, n - filled);
-      piece.copy(out, filled, 0, use);
-      filled += use;
-      if (consume) {
-        if (use === piece.length) {
-          i++;
-        } else {
-          this.pieces[i] = piece.subarray(use);
-        }
-      } else {
-        i++;
-      }
-    }
-    if (consume) {
-      this.pieces.splice(0, i);
-      this.buffered -= n;
-    }
-    return out;
+  /** Removes and returns the first n buffered bytes in one buffer (a view when they sit in one piece). */
+  private take(n: number): Buffer {
+    const parts = this.takePieces(n);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
   }
 }

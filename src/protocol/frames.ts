@@ -16,7 +16,7 @@ import {
   MAX_ACCEPT_RANGES,
   MAX_HASH_BYTES,
   MAX_MESSAGE_BYTES,
-  MAX_NAME_BYTES,
+  MAX_WIRE_NAME_BYTES,
   MAX_OFFER_ENTRIES,
   MAX_SOFTWARE_BYTES,
   type HashAlgorithm,
@@ -175,7 +175,7 @@ export function encodeBody(frame: Exclude<Frame, DataFrame>): Buffer {
       if (frame.entries.length > MAX_OFFER_ENTRIES) throw new RangeError(`an OFFER frame holds at most ${MAX_OFFER_ENTRIES} entries`);
       w.u32(frame.chunkSize).u8(HASH_ALGORITHMS[frame.hash]).u32(frame.fileCount).u64(frame.totalBytes).u16(frame.entries.length);
       for (const e of frame.entries) {
-        w.u32(e.index).u8(ENTRY_KIND[e.kind]).u64(e.size).u32(e.mode).u64(e.mtimeMs).str16(e.name, MAX_NAME_BYTES);
+        w.u32(e.index).u8(ENTRY_KIND[e.kind]).u64(e.size).u32(e.mode).u64(e.mtimeMs).str16(e.name, MAX_WIRE_NAME_BYTES);
       }
       return w.toBuffer();
     }
@@ -233,7 +233,7 @@ export function decodeBody(type: Frame['type'], flags: number, body: Buffer): Fr
           size: r.u64('file size'),
           mode: r.u32('mode'),
           mtimeMs: r.u64('mtime'),
-          name: r.str16('name', MAX_NAME_BYTES),
+          name: r.str16('name', MAX_WIRE_NAME_BYTES),
         });
       }
       frame = { type, chunkSize, hash, fileCount, totalBytes, entries, more: (flags & 1) !== 0 };

@@ -4,3 +4,4 @@ export { Receiver, type ReceiverOptions, type ReceiverObserver, type ListenAddre
 export type { TransferInfo, TransferResult, TransferObserver } from './events.js';
 export { printableName } from './names.js';
 export { VERSION } from './version.js';
+export { xxh128Implementation } from './hash.js';

@@ -27,7 +27,9 @@ export class OrderedHasher {
       if (this.heldBytes + length > MAX_HELD_BYTES) {
         throw new SockxferError('E_PROTOCOL', `chunk ${index} arrived too far ahead of chunk ${this.next}`);
       }
-      this.held.set(index, { pieces, length });
+      // Copied: the pieces may be small views pinning whole socket buffers, and a hostile sender
+      // could hold many of them to make a few bytes of accounting cost megabytes of memory.
+      this.held.set(index, { pieces: [Buffer.concat(pieces, length)], length });
       this.heldBytes += length;
       return;
     }

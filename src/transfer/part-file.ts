@@ -27,12 +27,28 @@ function writeAll(fd: number, pieces: Buffer[], position: number): Promise<void>
 }
 
 /** Bytes of queued writes before write() asks the caller to wait. */
-const PENDING_HIGH_WATER = 32 * 1024 * 1024;
-const PENDING_LOW_WATER = 16 * 1024 * 1024;
+const PENDING_HIGH_WATER = 8 * 1024 * 1024;
+const PENDING_LOW_WATER = 4 * 1024 * 1024;
 
 /** Prefix and suffix of temporary files, so a person can tell what left them. */
 export const PART_PREFIX = '.sockxfer-';
 export const PART_SUFFIX = '.part';
+
+/**
+ * This process's umask, read without changing it (process.umask() with no argument is
+ * deprecated): a sender chooses permission bits, but never more than the receiver's umask allows.
+ */
+function readUmask(): number {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) return parseInt(m[1]!, 8);
+  } catch {
+    // not Linux: fall through to the common default
+  }
+  return 0o022;
+}
+
+const UMASK = readUmask();
 
 /** Bytes of the target's name kept in a temporary file's name, so it stays within NAME_MAX (255). */
 const PART_NAME_BYTES = 255 - PART_PREFIX.length - 12 - 1 - PART_SUFFIX.length;
@@ -113,7 +129,7 @@ export class PartFile {
   async finish(mode: number, mtimeMs: number): Promise<void> {
     await this.waitBelow(0);
     try {
-      await promisify(fs.fchmod)(this.fd, mode & 0o777);
+      await promisify(fs.fchmod)(this.fd, mode & 0o777 & ~UMASK);
       // futimes takes float seconds and truncates to nanoseconds: 1600000000.123 would land as
       // .122999999. Half a microsecond more keeps the millisecond exact.
       const mtime = mtimeMs / 1000 + 5e-7;

@@ -12,8 +12,8 @@ import type { Transport } from './transport.js';
 const SEND_HIGH_WATER = 8 * 1024 * 1024;
 const SEND_LOW_WATER = 4 * 1024 * 1024;
 /** Bytes of received frames the consumer has not claimed before reading pauses. */
-const RECEIVE_HIGH_WATER = 16 * 1024 * 1024;
-const RECEIVE_LOW_WATER = 8 * 1024 * 1024;
+const RECEIVE_HIGH_WATER = 4 * 1024 * 1024;
+const RECEIVE_LOW_WATER = 2 * 1024 * 1024;
 /** How long close() waits for the peer's FIN before tearing the socket down. */
 const CLOSE_GRACE_MS = 5000;
 /** The same after abort(): the peer may have stopped reading, so do not wait long for it. */
@@ -82,11 +82,15 @@ export class TcpTransport implements Transport {
       this.fail(err as SockxferError);
       return;
     }
+    // Frames that arrived whole before a malformed one are still delivered (a peer's ERROR, say);
+    // the malformed one fails the connection after them.
+    const broken = this.deframer.error;
     for (const { frame, session, size } of decoded) {
       if (!this.sessionKnown) {
         this.session = session;
         this.sessionKnown = true;
-      } else if (session !== this.session) {
+      } else if (session !== this.session && !(frame.type === 'error' && session === 0n)) {
+        // (An ERROR with session 0 is a receiver failing before it learned the session: let it through.)
         this.fail(new SockxferError('E_PROTOCOL', `frame for session ${session.toString(16)} on the connection of session ${this.session.toString(16)}`));
         return;
       }
@@ -98,7 +102,8 @@ export class TcpTransport implements Transport {
         this.inboxBytes += size;
       }
     }
-    if (this.inboxBytes > RECEIVE_HIGH_WATER) this.socket.pause();
+    if (broken) this.fail(broken);
+    else if (this.inboxBytes > RECEIVE_HIGH_WATER) this.socket.pause();
   }
 
   /** Records the first failure, stops reading and fails whoever waits for a frame. */

@@ -13,6 +13,8 @@ import {
   HEADER_SIZE,
   MAX_CHUNK_SIZE,
   MAX_CONTROL_BODY,
+  MAX_NAME_BYTES,
+  MAX_WIRE_NAME_BYTES,
   TRAILER_SIZE,
   WHOLE_TRANSFER,
   type Frame,
@@ -551,12 +553,16 @@ describe('field checks (frames carry a valid CRC, so the field check is what fai
     expectError(() => decodeFrame(handFrame(9, '0384 0002 c328')), 'E_PROTOCOL', /message is not valid UTF-8/);
   });
 
-  // KNOWN BUG (reported): WireReader's TextDecoder is built without ignoreBOM, so a leading U+FEFF
-  // (EF BB BF) is silently stripped: two different encodings give the same name, and a name that
-  // starts with U+FEFF does not survive a round trip. `it.fails` until fixed; then make it `it`.
-  it.fails('a name starting with U+FEFF round-trips (no BOM stripping)', () => {
+  it('a leading U+FEFF is part of the text, not a byte-order mark to strip', () => {
     const decoded = decodeFrame(handFrame(3, `${OFFER_HEAD} ${entry('0000000000000001', '0004 efbbbf61')}`));
     expect((decoded?.frame as { entries: Array<{ name: string }> }).entries[0]?.name).toBe('\ufeffa');
+    // ...so 'a' and '\ufeffa' have different encodings, and each round-trips.
+    for (const name of ['a', '\ufeffa', '\ufeff\ufeffa']) {
+      const frame: Frame = { type: 'error', code: 100, message: name };
+      expect(decodeFrame(encodeFrameToBuffer(frame, SESSION))?.frame).toEqual(frame);
+    }
+    const software = decodeFrame(handFrame(1, '01 01 00000000 0003 efbbbf'))?.frame as { software: string };
+    expect(software.software).toBe('\ufeff');
   });
 
   it.each([
@@ -607,7 +613,12 @@ describe('field checks (frames carry a valid CRC, so the field check is what fai
     ['201 offer entries', 3, '00000400 01 00000000 0000000000000000 00c9', /201 offer entries, the limit is 200/],
     ['201 accept entries', 4, '00c9', /201 accept entries, the limit is 200/],
     ['1025 ranges', 4, '0001 00000000 00 0401', /1025 ranges, the limit is 1024/],
-    ['a 256-byte name', 3, `${OFFER_HEAD} 00000000 00 0000000000000001 000001a4 0000000000000000 0100 ${'61'.repeat(256)}`, /name is 256 bytes, the limit is 255/],
+    [
+      `a ${MAX_WIRE_NAME_BYTES + 1}-byte name`,
+      3,
+      `${OFFER_HEAD} 00000000 00 0000000000000001 000001a4 0000000000000000 ${(MAX_WIRE_NAME_BYTES + 1).toString(16).padStart(4, '0')} ${'61'.repeat(MAX_WIRE_NAME_BYTES + 1)}`,
+      new RegExp(`name is ${MAX_WIRE_NAME_BYTES + 1} bytes, the limit is ${MAX_WIRE_NAME_BYTES}$`),
+    ],
     ['a 65-byte software string', 1, `01 01 00000000 0041 ${'61'.repeat(65)}`, /software is 65 bytes, the limit is 64/],
     ['a 1025-byte message', 9, `0064 0401 ${'61'.repeat(1025)}`, /message is 1025 bytes, the limit is 1024/],
     ['a 65-byte digest', 7, `00000000 02 41 ${'00'.repeat(65)}`, /digest is 65 bytes, the limit is 64/],
@@ -615,10 +626,25 @@ describe('field checks (frames carry a valid CRC, so the field check is what fai
     expectError(() => decodeFrame(handFrame(typeNumber, bodyHex)), 'E_PROTOCOL', message);
   });
 
+  it('a name longer than NAME_MAX still decodes: refusing it is the receiver\'s job (E_BAD_NAME), not the codec\'s', () => {
+    expect(MAX_WIRE_NAME_BYTES).toBeGreaterThan(MAX_NAME_BYTES);
+    const name = 'x'.repeat(MAX_NAME_BYTES + 1);
+    const frame: Frame = {
+      type: 'offer',
+      chunkSize: 1024,
+      hash: 'xxh128',
+      fileCount: 1,
+      totalBytes: 1,
+      more: false,
+      entries: [{ index: 0, kind: 'file', name, size: 1, mode: 0o644, mtimeMs: 0 }],
+    };
+    expect(decodeFrame(encodeFrameToBuffer(frame, SESSION))?.frame).toEqual(frame);
+  });
+
   it('fields exactly at their limits are accepted', () => {
-    const name = 'n'.repeat(255);
+    const name = 'n'.repeat(MAX_WIRE_NAME_BYTES);
     const decoded = decodeFrame(
-      handFrame(3, `${OFFER_HEAD} 00000000 00 0000000000000001 000001a4 0000000000000000 00ff ${Buffer.from(name).toString('hex')}`),
+      handFrame(3, `${OFFER_HEAD} 00000000 00 0000000000000001 000001a4 0000000000000000 ${MAX_WIRE_NAME_BYTES.toString(16).padStart(4, '0')} ${Buffer.from(name).toString('hex')}`),
     );
     expect((decoded?.frame as { entries: Array<{ name: string }> }).entries[0]?.name).toBe(name);
     const digest = decodeFrame(handFrame(7, `00000000 02 40 ${'ab'.repeat(64)}`))?.frame as { digest: Buffer };

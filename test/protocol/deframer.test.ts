@@ -3,6 +3,10 @@
  * (one byte at a time, seeded random pieces, every two-way split), hostile headers are refused
  * before their body arrives, and a failure is sticky.
  */
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   decodeFrame,
@@ -35,6 +39,16 @@ function randomBytes(n: number, seed: number): Buffer {
   const out = Buffer.allocUnsafe(n);
   for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
   return out;
+}
+
+/** Bitwise CRC32C (Castagnoli): reflected poly 0x82F63B78, init and xorout 0xFFFFFFFF. */
+function refCrc32c(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const b of bytes) {
+    crc ^= b;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
 }
 
 /** Header bytes only: magic, version 1, type, flags, session 1, length. */
@@ -168,6 +182,42 @@ function* randomSizes(seed: number): Generator<number> {
   }
 }
 
+const IN_CHILD = process.env.SOCKXFER_DEFRAMER_CHILD === '1';
+const ONE_BYTE_TEST = 'child: the whole stream, one byte at a time';
+
+/** Runs one test of this file in a child vitest (one process, so one SIGKILL ends it all). */
+function runInChild(testName: string, deadlineMs: number): Promise<{ exitCode: number | null; timedOut: boolean; output: string }> {
+  const thisFile = fileURLToPath(import.meta.url);
+  const root = path.resolve(path.dirname(thisFile), '../..');
+  const vitest = path.join(path.dirname(createRequire(import.meta.url).resolve('vitest/package.json')), 'vitest.mjs');
+  const env: NodeJS.ProcessEnv = { ...process.env, SOCKXFER_DEFRAMER_CHILD: '1' };
+  for (const key of Object.keys(env)) if (key.startsWith('VITEST')) delete env[key];
+  const escaped = testName.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const child = spawn(
+    process.execPath,
+    [vitest, 'run', path.relative(root, thisFile), '-t', `^.*${escaped}$`, '--pool=threads', '--maxWorkers=1', '--reporter=default', '--no-color'],
+    { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout.on('data', (b: Buffer) => (output += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (output += b.toString()));
+  return new Promise((resolve, reject) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, deadlineMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (exitCode) => {
+      clearTimeout(timer);
+      resolve({ exitCode, timedOut, output: output.slice(-4000) });
+    });
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 
 describe('StreamDeframer: whole frames out, however the stream is cut', () => {
@@ -192,20 +242,28 @@ describe('StreamDeframer: whole frames out, however the stream is cut', () => {
     expect(d.idle).toBe(true);
   });
 
-  it('one byte at a time: each frame comes out on its last byte, bufferedBytes and idle track the partial frame', () => {
+  // The deframer runs synchronously, so a deframer that is quadratic in the number of pieces
+  // (one per byte here: a million) would block this worker far past vitest's timeout. The test
+  // therefore runs in a child vitest that is killed at a hard deadline; a linear deframer needs
+  // well under a second of it.
+  it.skipIf(IN_CHILD)(
+    'one byte at a time: each frame comes out on its last byte, bufferedBytes and idle track the partial frame',
+    async () => {
+      const result = await runInChild(ONE_BYTE_TEST, 60_000);
+      expect(result.timedOut, `the child did not finish in 60 s (a linear deframer needs under a second): pushing a 1 MiB DATA frame one byte at a time is super-linear; its output:\n${result.output}`).toBe(false);
+      expect(result.exitCode, `the child failed; its output:\n${result.output}`).toBe(0);
+      // The child really ran the test, rather than filtering it out.
+      expect(result.output).toMatch(/1 passed/);
+    },
+    90_000,
+  );
+
+  it.runIf(IN_CHILD)(ONE_BYTE_TEST, () => {
     const d = new StreamDeframer();
     const out: DecodedFrame[] = [];
     const completedAt: number[] = [];
     let consumed = 0;
-    // A linear deframer does this in well under a second; the budget turns "quadratic in the
-    // number of pieces" into a failure instead of a test run that never ends (the loop is synchronous,
-    // so vitest's own timeout cannot stop it).
-    const budgetMs = 10_000;
-    const started = performance.now();
     for (let i = 0; i < STREAM.length; i++) {
-      if ((i & 0xfff) === 0 && performance.now() - started > budgetMs) {
-        throw new Error(`pushed ${i} of ${STREAM.length} bytes one at a time in over ${budgetMs} ms: the deframer is slower than linear in the number of pieces`);
-      }
       const frames = d.push(STREAM.subarray(i, i + 1));
       if (frames.length > 0) {
         expect(frames).toHaveLength(1);
@@ -213,7 +271,7 @@ describe('StreamDeframer: whole frames out, however the stream is cut', () => {
         completedAt.push(i + 1);
         consumed += frames[0]!.size;
       }
-      // Checked on every byte, but cheaply: a failing expect() per byte would be slow to report.
+      // Checked on every byte, but only calls expect() on a mismatch: a million expect()s are slow.
       if (d.bufferedBytes !== i + 1 - consumed || d.idle !== (i + 1 === consumed)) {
         expect({ at: i, buffered: d.bufferedBytes, idle: d.idle }).toEqual({ at: i, buffered: i + 1 - consumed, idle: i + 1 === consumed });
       }
@@ -221,6 +279,7 @@ describe('StreamDeframer: whole frames out, however the stream is cut', () => {
     expect(completedAt).toEqual(FRAME_ENDS);
     expectSameFrames(out, EXPECTED);
     expect(d.idle).toBe(true);
+    expect(d.error).toBeNull();
   });
 
   it.each([1, 2, 42, 2024, 0xdeadbeef])('in seeded random pieces (seed %i)', (seed) => {
@@ -247,6 +306,64 @@ describe('StreamDeframer: whole frames out, however the stream is cut', () => {
     const d = new StreamDeframer();
     expectSameFrames(feed(d, STREAM, randomSizes(99)), EXPECTED);
     expect(STREAM.equals(copy)).toBe(true);
+  });
+});
+
+describe('StreamDeframer: DATA frames', () => {
+  it("a chunk that arrived in several pieces comes out as views of those pieces, not a copy", () => {
+    const d = new StreamDeframer();
+    const out = feed(d, STREAM, Array(64).fill(65536));
+    expectSameFrames(out, EXPECTED);
+    const big = out[5]!.frame;
+    expect(big.type).toBe('data');
+    if (big.type !== 'data') return;
+    expect(big.data.length).toBeGreaterThan(1);
+    for (const piece of big.data) expect(piece.buffer).toBe(STREAM.buffer);
+    expect(Buffer.concat(big.data).equals(BIG)).toBe(true);
+  });
+
+  it('a small DATA frame split at every offset decodes, and any flipped body or trailer byte fails the checksum', () => {
+    const frame = ENCODED[7]!; // data 'hello': 20 header + 12 fields + 5 bytes + 4 trailer
+    for (let k = 0; k <= frame.length; k++) {
+      const d = new StreamDeframer();
+      expectSameFrames([...d.push(frame.subarray(0, k)), ...d.push(frame.subarray(k))], [EXPECTED[7]!]);
+      for (let i = HEADER_SIZE; i < frame.length; i++) {
+        const bad = Buffer.from(frame);
+        bad[i]! ^= 0x04;
+        const d2 = new StreamDeframer();
+        expectError(
+          () => {
+            d2.push(bad.subarray(0, k));
+            d2.push(bad.subarray(k));
+          },
+          'E_CHECKSUM',
+          /^data frame failed its CRC32C check/,
+        );
+      }
+    }
+  });
+
+  it('field checks still apply to a DATA frame gathered from pieces', () => {
+    // Chunk index 2^53 with a valid CRC: the failure is the field check.
+    const body = Buffer.from('00000000' + '0020000000000000' + 'aabbcc', 'hex');
+    const head = header(6, body.length);
+    const trailer = Buffer.alloc(4);
+    trailer.writeUInt32BE(refCrc32c(Buffer.concat([head, body])));
+    const frame = Buffer.concat([head, body, trailer]);
+    for (const k of [1, 20, 25, 33, frame.length - 2]) {
+      const d = new StreamDeframer();
+      expect(d.push(frame.subarray(0, k))).toEqual([]);
+      expectError(() => d.push(frame.subarray(k)), 'E_PROTOCOL', /chunk index is larger than 2\^53-1/);
+    }
+  });
+
+  it('an empty chunk decodes to no bytes', () => {
+    const d = new StreamDeframer();
+    const [only] = d.push(ENCODED[8]!);
+    expect(only?.frame.type).toBe('data');
+    if (only?.frame.type !== 'data') return;
+    expect(only.frame).toMatchObject({ index: 1, chunk: 1 });
+    expect(Buffer.concat(only.frame.data).length).toBe(0);
   });
 });
 
@@ -348,6 +465,45 @@ describe('StreamDeframer: hostile or broken input', () => {
       }
       expect(again).toBe(first);
     }
+  });
+
+  it('a healthy deframer has no error', () => {
+    const d = new StreamDeframer();
+    expect(d.error).toBeNull();
+    d.push(STREAM.subarray(0, FRAME_ENDS[2]! + 7));
+    expect(d.error).toBeNull();
+  });
+
+  it('garbage alone throws, and error holds what was thrown', () => {
+    const d = new StreamDeframer();
+    const err = expectError(() => d.push(Buffer.from('not a frame at all, no')), 'E_PROTOCOL', /bad magic/);
+    expect(d.error).toBe(err);
+  });
+
+  it('whole frames before the garbage in the same push are returned; error says what followed; the next push throws it', () => {
+    const bad = Buffer.from(STREAM.subarray(0, FRAME_ENDS[2]!));
+    bad[FRAME_ENDS[1]! + HEADER_SIZE]! ^= 0x01; // first body byte of the first offer
+    const d = new StreamDeframer();
+    expectSameFrames(d.push(bad), EXPECTED.slice(0, 2));
+    expect(d.error).toBeInstanceOf(SockxferError);
+    expect(d.error?.code).toBe('E_CHECKSUM');
+    expect(d.error?.message).toMatch(/^offer frame failed/);
+    let again: unknown;
+    try {
+      d.push(ENCODED[0]!);
+    } catch (err) {
+      again = err;
+    }
+    expect(again).toBe(d.error);
+  });
+
+  it('a hostile header after whole frames in the same push is reported the same way', () => {
+    const d = new StreamDeframer();
+    const out = d.push(Buffer.concat([ENCODED[0]!, ENCODED[13]!, header(6, 0xffffffff)]));
+    expectSameFrames(out, [EXPECTED[0]!, EXPECTED[13]!]);
+    expect(d.error?.code).toBe('E_PROTOCOL');
+    expect(d.error?.message).toMatch(/over the limit/);
+    expect(() => d.push(Buffer.alloc(0))).toThrow(d.error!);
   });
 
   it('a bad version or type is refused once 20 bytes are in, not before', () => {

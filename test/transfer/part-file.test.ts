@@ -127,6 +127,16 @@ describe('PartFile', () => {
     expect((await fs.stat(part.path)).mode & 0o7777).toBe(0o755);
   });
 
+  it("finish never grants more than the receiver's umask allows (a sender cannot make a file world-writable)", async () => {
+    const umask = process.umask(0o022); // read this process's umask (and put it straight back)
+    process.umask(umask);
+    expect(umask & 0o002).toBe(0o002); // the check below means something only when others' write is masked
+    const part = await create('open');
+    part.write(0, [Buffer.from('x')], 1);
+    await part.finish(0o777, MTIME_MS);
+    expect((await fs.stat(part.path)).mode & 0o777).toBe(0o777 & ~umask);
+  });
+
   it('a zero-byte file commits as an empty file', async () => {
     const part = await create('empty');
     await part.finish(0o600, MTIME_MS);

@@ -320,10 +320,9 @@ describe('TCP transport', () => {
     expect(() => server.send({ type: 'error', code: 100, message: 'too late' })).toThrow(SockxferError);
   });
 
-  // BUG (reported): a server-side transport that has not received a frame yet sends its ERROR
-  // with session 0; the client refuses it ("frame for session 0 on the connection of session
-  // …", E_PROTOCOL) instead of seeing the error the receiver meant (here E_TIMEOUT).
-  it.fails('abort(err) before the first frame arrived still reaches the peer as an ERROR frame', async () => {
+  // A receiver that fails before the first frame does not know the session yet: its ERROR carries
+  // session 0, which the sender must still accept.
+  it('abort(err) before the first frame arrived still reaches the peer as an ERROR frame', async () => {
     const { client, server } = await pair();
     const aborted = server.abort(new SockxferError('E_TIMEOUT', 'no HELLO in time'));
     expect(await client.receive()).toEqual({ type: 'error', code: 400, message: 'no HELLO in time' });
