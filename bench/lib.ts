@@ -3,6 +3,7 @@
  * and small statistics. Every child runs in its own process group so that a wrapper
  * (/usr/bin/time) and the program it runs are stopped together.
  */
+export { randomFile, sha256File } from './files.js';
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -171,31 +172,6 @@ export async function commandPath(name: string): Promise<string | null> {
 
 // ---------------------------------------------------------------------------------------------
 // Files
-
-/** Writes `size` random bytes in 4 MiB pieces (flat memory); returns the SHA-256 hex. */
-export async function randomFile(file: string, size: number): Promise<string> {
-  const hash = createHash('sha256');
-  const handle = await fsp.open(file, 'w');
-  try {
-    for (let done = 0; done < size; ) {
-      const n = Math.min(4 << 20, size - done);
-      const buf = randomBytes(n);
-      hash.update(buf);
-      await handle.write(buf, 0, n);
-      done += n;
-    }
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
-}
-
-/** SHA-256 of a file, streamed. */
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /** fsync of one file; returns the seconds it took. */
 export async function fsyncFile(file: string): Promise<number> {

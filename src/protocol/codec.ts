@@ -10,8 +10,8 @@
  *   20 …    body
  *   …  u32  CRC32C of header and body
  *
- * A DATA frame's trailer is the chunk's CRC32C: it covers the file index, the chunk index and
- * the bytes, so a chunk is checked in the same single pass that checks the frame.
+ * A DATA frame's trailer is the chunk's CRC32C: it covers the header, the file index, the chunk
+ * index and the bytes, so a chunk is checked in the same single pass that checks the frame.
  */
 import {
   DATA_FIELDS_SIZE,
@@ -20,6 +20,7 @@ import {
   FRAME_TYPE_NAME,
   HEADER_SIZE,
   MAGIC,
+  MAX_CHUNK_SIZE,
   MAX_PROTOCOL_VERSION,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
@@ -109,8 +110,12 @@ export function encodeFrame(frame: Frame, session: bigint): Buffer[] {
 }
 
 function encodeData(frame: DataFrame, session: bigint): Buffer[] {
+  // The encoder refuses what the decoder would refuse, so a bug here fails at the sender.
+  const length = dataLength(frame);
+  if (length > MAX_CHUNK_SIZE) throw new RangeError(`a chunk of ${length} bytes is over the ${MAX_CHUNK_SIZE}-byte limit`);
+  if (!Number.isSafeInteger(frame.chunk) || frame.chunk < 0) throw new RangeError(`chunk index out of range: ${frame.chunk}`);
   const head = Buffer.allocUnsafe(HEADER_SIZE + DATA_FIELDS_SIZE);
-  writeHeader(head, 'data', 0, session, DATA_FIELDS_SIZE + dataLength(frame));
+  writeHeader(head, 'data', 0, session, DATA_FIELDS_SIZE + length);
   head.writeUInt32BE(frame.index, HEADER_SIZE);
   head.writeUInt32BE(Math.floor(frame.chunk / 0x1_0000_0000), HEADER_SIZE + 4);
   head.writeUInt32BE(frame.chunk % 0x1_0000_0000, HEADER_SIZE + 8);

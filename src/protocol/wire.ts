@@ -110,7 +110,7 @@ export class WireWriter {
 
   u32(v: number): this {
     const b = Buffer.allocUnsafe(4);
-    b.writeUInt32BE(v >>> 0);
+    b.writeUInt32BE(v); // throws a RangeError outside 0..2^32-1, as u8, u16 and u64 do
     return this.push(b);
   }
 

@@ -27,8 +27,10 @@ function writeAll(fd: number, pieces: Buffer[], position: number): Promise<void>
 }
 
 /** Bytes of queued writes before write() asks the caller to wait. */
-const PENDING_HIGH_WATER = 8 * 1024 * 1024;
+export const PENDING_HIGH_WATER = 8 * 1024 * 1024;
 const PENDING_LOW_WATER = 4 * 1024 * 1024;
+/** Bytes written between background fdatasyncs (see syncInBackground). */
+const SYNC_EVERY = 64 * 1024 * 1024;
 
 /** Prefix and suffix of temporary files, so a person can tell what left them. */
 export const PART_PREFIX = '.sockxfer-';
@@ -77,6 +79,9 @@ export class PartFile {
   private failure: SockxferError | null = null;
   private waiters: Array<() => void> = [];
   private closed = false;
+  /** Bytes written since the last background fdatasync started, and that sync while it runs. */
+  private unsynced = 0;
+  private syncing: Promise<void> | null = null;
 
   private constructor(
     readonly path: string,
@@ -117,7 +122,26 @@ export class PartFile {
 
   private settle(bytes: number): void {
     this.pending -= bytes;
+    this.unsynced += bytes;
+    if (this.unsynced >= SYNC_EVERY && this.syncing === null && !this.closed) this.syncInBackground();
     for (const w of this.waiters.splice(0)) w();
+  }
+
+  /**
+   * Starts an fdatasync of what is written so far without waiting for it, so the disk works
+   * while the network does and the fsync before the commit has little left to flush.
+   */
+  private syncInBackground(): void {
+    this.unsynced = 0;
+    this.syncing = promisify(fs.fdatasync)(this.fd).then(
+      () => {
+        this.syncing = null;
+      },
+      (err) => {
+        this.syncing = null;
+        this.failure ??= ioError(err, `cannot write ${this.path}`);
+      },
+    );
   }
 
   private async waitBelow(limit: number): Promise<void> {
@@ -128,6 +152,8 @@ export class PartFile {
   /** Waits for every queued write, sets mode and mtime, fsyncs and closes. */
   async finish(mode: number, mtimeMs: number): Promise<void> {
     await this.waitBelow(0);
+    await this.syncing;
+    if (this.failure) throw this.failure;
     try {
       await promisify(fs.fchmod)(this.fd, mode & 0o777 & ~UMASK);
       // futimes takes float seconds and truncates to nanoseconds: 1600000000.123 would land as
@@ -171,6 +197,7 @@ export class PartFile {
   /** Closes and removes the temporary file; never throws. */
   async discard(): Promise<void> {
     await this.waitBelow(0).catch(() => {});
+    await this.syncing;
     await this.close().catch(() => {});
     await fs.promises.unlink(this.path).catch(() => {});
   }

@@ -110,35 +110,7 @@ export async function stopAll(): Promise<void> {
   await Promise.all(waits);
 }
 
-/** Writes `size` random bytes to `file` in 4 MiB pieces (flat memory) and returns its SHA-256. */
-export async function randomFile(file: string, size: number): Promise<string> {
-  const hash = createHash('sha256');
-  const handle = await fs.open(file, 'w');
-  try {
-    for (let done = 0; done < size; ) {
-      const n = Math.min(4 << 20, size - done);
-      const buf = randomBytes(n);
-      hash.update(buf);
-      await handle.write(buf);
-      done += n;
-    }
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
-}
-
-/** SHA-256 of a file, streamed. */
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  const handle = await fs.open(file, 'r');
-  try {
-    for await (const chunk of handle.createReadStream({ highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
-}
+export { randomFile, sha256File } from '../../bench/files.js';
 
 /** Names in a folder, sorted (to check that no temporary file is left behind). */
 export async function listDir(dir: string): Promise<string[]> {

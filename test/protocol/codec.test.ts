@@ -19,20 +19,11 @@ import {
   WHOLE_TRANSFER,
   type Frame,
 } from '../../src/protocol/index.js';
+import { refCrc32c } from '../helpers/seeded.js';
 import { SockxferError, type ErrorCode } from '../../src/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/** Bitwise CRC32C (Castagnoli): reflected poly 0x82F63B78, init and xorout 0xFFFFFFFF. */
-function refCrc32c(bytes: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const b of bytes) {
-    crc ^= b;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}
 
 function hex(s: string): Buffer {
   const clean = s.replace(/\s+/g, '');
@@ -289,6 +280,15 @@ describe('golden bytes', () => {
     expect(parts).toHaveLength(5);
     pieces.forEach((p, i) => expect(parts[i + 1]).toBe(p));
     expect(encodeFrameToBuffer(frame, SESSION).toString('hex')).toBe(golden('data').toString('hex'));
+  });
+
+  it('the data encoder refuses what the decoder would refuse', () => {
+    const base = { type: 'data', index: 0, chunk: 0, data: [Buffer.from('x')] } as const;
+    expect(() => encodeFrameToBuffer({ ...base, chunk: 1.5 }, 1n)).toThrow(RangeError);
+    expect(() => encodeFrameToBuffer({ ...base, chunk: 2 ** 53 }, 1n)).toThrow(RangeError);
+    expect(() => encodeFrameToBuffer({ ...base, chunk: -1 }, 1n)).toThrow(RangeError);
+    expect(() => encodeFrameToBuffer({ ...base, data: [Buffer.alloc(MAX_CHUNK_SIZE), Buffer.alloc(1)] }, 1n)).toThrow(RangeError);
+    expect(encodeFrameToBuffer({ ...base, chunk: Number.MAX_SAFE_INTEGER }, 1n).length).toBe(20 + 12 + 1 + 4);
   });
 
   it('an empty data chunk is a 12-byte body and round-trips', () => {

@@ -5,35 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { crc32c, crc32cImplementation } from '../../src/protocol/index.js';
-
-/** Bitwise CRC32C (Castagnoli): reflected poly 0x82F63B78, init and xorout 0xFFFFFFFF. */
-function refCrc32c(bytes: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const b of bytes) {
-    crc ^= b;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
-/** mulberry32: a tiny seeded PRNG. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomBytes(n: number, seed: number): Buffer {
-  const rand = mulberry32(seed);
-  const out = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
-  return out;
-}
+import { mulberry32, seededBytes as randomBytes, refCrc32c } from '../helpers/seeded.js';
 
 const ascending = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
 

@@ -4,24 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { SockxferError } from '../../src/errors.js';
 import { createHasher } from '../../src/transfer/hash.js';
 import { MAX_HELD_BYTES, OrderedHasher } from '../../src/transfer/ordered-hasher.js';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function seededBytes(n: number, seed: number): Buffer {
-  const rand = mulberry32(seed);
-  const out = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
-  return out;
-}
+import { mulberry32, seededBytes } from '../helpers/seeded.js';
 
 /** Splits `data` into chunks of `size` (the last one shorter). */
 function chunksOf(data: Buffer, size: number): Buffer[] {

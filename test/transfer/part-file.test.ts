@@ -8,25 +8,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { SockxferError } from '../../src/errors.js';
-import { PART_PREFIX, PART_SUFFIX, PartFile } from '../../src/transfer/part-file.js';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function seededBytes(n: number, seed: number): Buffer {
-  const rand = mulberry32(seed);
-  const out = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
-  return out;
-}
+import { PART_PREFIX, PART_SUFFIX, PENDING_HIGH_WATER, PartFile } from '../../src/transfer/part-file.js';
+import { mulberry32, seededBytes } from '../helpers/seeded.js';
 
 async function rejection(p: Promise<unknown>): Promise<SockxferError> {
   const err = await p.then(
@@ -196,16 +179,16 @@ describe('PartFile', () => {
     }
   });
 
-  it('write() asks the caller to wait once 32 MiB are queued, and all of it lands', async () => {
+  it('write() asks the caller to wait once PENDING_HIGH_WATER bytes are queued, and all of it lands', async () => {
     const part = await create('big.bin');
-    const block = seededBytes(4 * 1024 * 1024, 11);
+    const block = seededBytes(PENDING_HIGH_WATER / 8, 11);
     const waits: boolean[] = [];
     for (let i = 0; i < 10; i++) {
       const wait = part.write(i * block.length, [block], block.length);
       waits.push(wait !== undefined);
       if (wait) await wait;
     }
-    // Writes finish asynchronously, so the first seven (28 MiB) are queued without a wait and the eighth hits 32 MiB.
+    // Writes finish asynchronously, so the first seven eighths are queued without a wait and the eighth write hits the mark.
     expect(waits.slice(0, 8)).toEqual([false, false, false, false, false, false, false, true]);
     await part.finish(0o600, MTIME_MS);
     const st = await fs.stat(part.path);

@@ -1,18 +1,7 @@
 /** RangeSet: sorted, merged [start, end) ranges; checked by hand and against a plain Set model. */
 import { describe, expect, it } from 'vitest';
 import { RangeSet } from '../../src/transfer/range-set.js';
-
-/** mulberry32: a tiny seeded PRNG, so the random sequence is reproducible from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../helpers/seeded.js';
 
 /** The ranges a plain set of integers should give. */
 function rangesOf(model: Set<number>): Array<[number, number]> {

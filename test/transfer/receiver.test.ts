@@ -29,27 +29,10 @@ import type { TransferInfo, TransferResult } from '../../src/transfer/events.js'
 import { createHasher } from '../../src/transfer/hash.js';
 import { Receiver, type ReceiverObserver } from '../../src/transfer/receiver.js';
 import { sendFile } from '../../src/transfer/sender.js';
+import { seededBytes } from '../helpers/seeded.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function seededBytes(n: number, seed: number): Buffer {
-  const rand = mulberry32(seed);
-  const out = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
-  return out;
-}
 
 async function digestOf(algorithm: HashAlgorithm, data: Buffer): Promise<Buffer> {
   const h = await createHasher(algorithm);

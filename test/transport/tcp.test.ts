@@ -9,24 +9,7 @@ import { SockxferError, type ErrorCode } from '../../src/errors.js';
 import { HEADER_SIZE, StreamDeframer, WHOLE_TRANSFER, encodeFrameToBuffer, type Frame } from '../../src/protocol/index.js';
 import { connectTcp, listenTcp, type TcpListener } from '../../src/transport/tcp.js';
 import type { Transport } from '../../src/transport/transport.js';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function seededBytes(n: number, seed: number): Buffer {
-  const rand = mulberry32(seed);
-  const out = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
-  return out;
-}
+import { seededBytes } from '../helpers/seeded.js';
 
 const SESSION = 0x1122334455667788n;
 const MIB = 1024 * 1024;
