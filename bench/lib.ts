@@ -5,7 +5,6 @@
  */
 export { randomFile, sha256File } from './files.js';
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';

@@ -20,7 +20,7 @@ import {
   type Frame,
 } from '../../src/protocol/index.js';
 import { refCrc32c } from '../helpers/seeded.js';
-import { SockxferError, type ErrorCode } from '../../src/errors.js';
+import { expectError } from '../helpers/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -60,21 +60,6 @@ function handFrame(type: number, bodyHex: string, opts: { flags?: number; versio
 /** Just the 20 header bytes, for "refused before the body arrives" checks. */
 function headerOnly(type: number, length: number, flags = 0): Buffer {
   return hex(`53584652 01 ${type.toString(16).padStart(2, '0')} ${flags.toString(16).padStart(4, '0')} ${SESSION_HEX} ${length.toString(16).padStart(8, '0')}`);
-}
-
-/** Runs fn, expects a SockxferError with `code` (and a message matching `message`), returns it. */
-function expectError(fn: () => unknown, code: ErrorCode, message?: RegExp): SockxferError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown, 'expected a SockxferError to be thrown').toBeInstanceOf(SockxferError);
-  const err = thrown as SockxferError;
-  expect(err.code).toBe(code);
-  if (message) expect(err.message).toMatch(message);
-  return err;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -283,7 +268,7 @@ describe('golden bytes', () => {
   });
 
   it('the data encoder refuses what the decoder would refuse', () => {
-    const base = { type: 'data', index: 0, chunk: 0, data: [Buffer.from('x')] } as const;
+    const base = { type: 'data' as const, index: 0, chunk: 0, data: [Buffer.from('x')] };
     expect(() => encodeFrameToBuffer({ ...base, chunk: 1.5 }, 1n)).toThrow(RangeError);
     expect(() => encodeFrameToBuffer({ ...base, chunk: 2 ** 53 }, 1n)).toThrow(RangeError);
     expect(() => encodeFrameToBuffer({ ...base, chunk: -1 }, 1n)).toThrow(RangeError);

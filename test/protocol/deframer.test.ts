@@ -17,8 +17,9 @@ import {
   type DecodedFrame,
   type Frame,
 } from '../../src/protocol/index.js';
-import { SockxferError, type ErrorCode } from '../../src/errors.js';
+import { SockxferError } from '../../src/errors.js';
 import { mulberry32, seededBytes as randomBytes, refCrc32c } from '../helpers/seeded.js';
+import { expectError } from '../helpers/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -33,20 +34,6 @@ function header(type: number, length: number, flags = 0): Buffer {
   b.writeBigUInt64BE(1n, 8);
   b.writeUInt32BE(length, 16);
   return b;
-}
-
-function expectError(fn: () => unknown, code: ErrorCode, message?: RegExp): SockxferError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown, 'expected a SockxferError to be thrown').toBeInstanceOf(SockxferError);
-  const err = thrown as SockxferError;
-  expect(err.code).toBe(code);
-  if (message) expect(err.message).toMatch(message);
-  return err;
 }
 
 /**

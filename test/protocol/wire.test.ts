@@ -1,19 +1,7 @@
 /** WireReader / WireWriter: exact big-endian bytes, bounds, limits, and the 2^53 rule for u64. */
 import { describe, expect, it } from 'vitest';
 import { WireReader, WireWriter } from '../../src/protocol/wire.js';
-import { SockxferError, type ErrorCode } from '../../src/errors.js';
-
-function expectError(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown, 'expected a SockxferError to be thrown').toBeInstanceOf(SockxferError);
-  expect((thrown as SockxferError).code).toBe(code);
-  if (message) expect((thrown as SockxferError).message).toMatch(message);
-}
+import { expectError } from '../helpers/errors.js';
 
 const reader = (hex: string) => new WireReader(Buffer.from(hex.replace(/\s+/g, ''), 'hex'));
 
