@@ -32,7 +32,7 @@ import {
 
 const USAGE = `usage: npm run bench [-- options]   (or: node dist/bench/run.js [options])
   --size <n>        size of the file sent, with K/M/G suffixes (binary) (default 1G)
-  --rounds <n>      rounds; each runs nc, sockxfer xxh128 and sockxfer sha256 once (default 5)
+  --rounds <n>      rounds; each runs nc, sockxfer xxh128 and sockxfer sha256 once (default 9: single rounds vary a lot on a shared machine)
   --only <t>        sockxfer transport to measure; only "tcp" exists so far (default tcp)
   --dir <folder>    where to put the work folder (a fresh folder is made inside it and removed
                     at the end; default: the system temporary folder)
@@ -48,7 +48,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { size: 1024 ** 3, rounds: 5, only: 'tcp', dir: os.tmpdir(), jsonOut: null };
+  const o: Options = { size: 1024 ** 3, rounds: 9, only: 'tcp', dir: os.tmpdir(), jsonOut: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
