@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 30_000,
     // End-to-end tests spawn real processes; two cores, so keep files to two workers.
     maxWorkers: 2,
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });
