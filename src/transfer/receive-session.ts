@@ -149,6 +149,8 @@ async function handshake(transport: Transport, observer: SessionObserver): Promi
 /** Collects the OFFER frames of a transfer (one, or several flagged "more"). */
 async function readOffer(transport: Transport): Promise<OfferFrame> {
   const first = await expectFrame(transport, 'offer');
+  // Refused before any continuation frame is read, so a huge file count cannot grow the list.
+  if (first.fileCount !== 1) throw new Refusal('E_UNSUPPORTED', `this receiver takes one file per transfer; ${first.fileCount} were offered`);
   const entries: OfferEntry[] = [...first.entries];
   for (let last = first; last.more; ) {
     last = await expectFrame(transport, 'offer');
@@ -164,7 +166,6 @@ async function readOffer(transport: Transport): Promise<OfferFrame> {
 /** Checks an offer against what this receiver takes; returns the file to receive or throws a Refusal. */
 async function checkOffer(offer: OfferFrame, transport: Transport, options: ReceiveOptions): Promise<OfferEntry> {
   if (offer.entries.length !== offer.fileCount) throw new SockxferError('E_PROTOCOL', `offer lists ${offer.entries.length} entries but counts ${offer.fileCount}`);
-  if (offer.fileCount !== 1) throw new Refusal('E_UNSUPPORTED', `this receiver takes one file per transfer; ${offer.fileCount} were offered`);
   const entry = offer.entries[0]!;
   if (entry.index !== 0) throw new SockxferError('E_PROTOCOL', `offer entry has index ${entry.index}, expected 0`);
   if (entry.kind !== 'file') throw new Refusal('E_UNSUPPORTED', 'this receiver takes files, not folders');

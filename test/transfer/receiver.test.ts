@@ -562,6 +562,24 @@ describe('Receiver against a hostile sender', () => {
     await expectCleanAndServing('E_UNSUPPORTED');
   });
 
+  it('an offer announcing 4 billion files with more frames to follow is refused at its first frame', async () => {
+    const s = await FakeSender.connect(port);
+    await s.hello();
+    s.send({
+      type: 'offer',
+      chunkSize: 1024,
+      hash: 'xxh128',
+      fileCount: 0xffffffff,
+      totalBytes: 10,
+      more: true,
+      entries: [{ index: 0, kind: 'file', name: 'one', size: 10, mode: 0o644, mtimeMs: 0 }],
+    });
+    // The receiver answers without waiting for the continuation frames it was promised.
+    expect(await s.next()).toMatchObject({ type: 'refuse', code: 603, index: WHOLE_TRANSFER });
+    await s.closed;
+    await expectCleanAndServing('E_UNSUPPORTED');
+  });
+
   it('an offer of a directory → REFUSE E_UNSUPPORTED (603)', async () => {
     const s = await FakeSender.connect(port);
     await s.hello();
