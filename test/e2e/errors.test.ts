@@ -8,8 +8,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { dir, type DirectoryResult } from 'tmp-promise';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { TRAILER_SIZE, crc32c, decodeFrame, encodeFrameToBuffer, type Frame } from '../../src/protocol/index.js';
 import {
@@ -22,30 +21,19 @@ import {
   sockxfer,
   sparseFile,
   startReceiver,
-  stopAll,
   type Proc,
+  useWorkspace,
 } from '../helpers/cli.js';
 
-let tmp: DirectoryResult;
-let src: string;
-let out: string;
+const ws = useWorkspace();
 const fakes: Array<{ server?: net.Server; sockets: Set<net.Socket> }> = [];
 
-beforeEach(async () => {
-  tmp = await dir({ unsafeCleanup: true });
-  src = path.join(tmp.path, 'src');
-  out = path.join(tmp.path, 'out');
-  await fs.mkdir(src);
-  await fs.mkdir(out);
-});
 
 afterEach(async () => {
-  await stopAll();
   for (const fake of fakes.splice(0)) {
     for (const s of fake.sockets) s.destroy();
     await new Promise<void>((resolve) => (fake.server ? fake.server.close(() => resolve()) : resolve()));
   }
-  await tmp.cleanup();
 });
 
 /** Reads whole frames off a socket, as a fake peer; `session()` is the session id of the latest frame. */
@@ -116,7 +104,7 @@ async function exists(file: string): Promise<boolean> {
 
 describe('exit statuses and error events', () => {
   it('a closed port: exit 3, E_CONNECT_REFUSED', async () => {
-    const file = path.join(src, 'a.bin');
+    const file = path.join(ws.src, 'a.bin');
     await randomFile(file, 1000);
     const port = await closedPort();
     const r = await send(file, `127.0.0.1:${port}`);
@@ -127,11 +115,11 @@ describe('exit statuses and error events', () => {
   });
 
   it('an existing target: exit 6, E_EXISTS, the old file untouched and no temporary file', async () => {
-    const target = path.join(out, 'taken.bin');
+    const target = path.join(ws.out, 'taken.bin');
     const oldSha = await randomFile(target, 40_000);
-    const file = path.join(src, 'taken.bin');
+    const file = path.join(ws.src, 'taken.bin');
     await randomFile(file, 50_000);
-    const { proc: receiver, address } = await startReceiver(out, ['--once']);
+    const { proc: receiver, address } = await startReceiver(ws.out, ['--once']);
     const r = await send(file, address);
     expect(r.code, r.stderr).toBe(6);
     expect(r.last).toMatchObject({ event: 'error', code: 'E_EXISTS', exitCode: 6 });
@@ -139,28 +127,28 @@ describe('exit statuses and error events', () => {
     expect(await receiver.exited).toBe(6);
     expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_EXISTS', exitCode: 6 });
     expect(await sha256File(target)).toBe(oldSha);
-    expect(await listDir(out)).toEqual(['taken.bin']);
+    expect(await listDir(ws.out)).toEqual(['taken.bin']);
   });
 
   it('a missing source file: exit 8, E_NOT_FOUND, nothing reaches the receiver', async () => {
-    const { proc: receiver, address } = await startReceiver(out);
-    const r = await send(path.join(src, 'no-such-file.bin'), address);
+    const { proc: receiver, address } = await startReceiver(ws.out);
+    const r = await send(path.join(ws.src, 'no-such-file.bin'), address);
     expect(r.code, r.stderr).toBe(8);
     expect(r.last).toMatchObject({ event: 'error', code: 'E_NOT_FOUND', exitCode: 8 });
     expect(receiver.events.filter((e) => e.event !== 'listening')).toEqual([]);
-    expect(await listDir(out)).toEqual([]);
+    expect(await listDir(ws.out)).toEqual([]);
   });
 
   it('an unreadable source file: exit 8, E_PERMISSION', async () => {
-    const file = path.join(src, 'secret.bin');
+    const file = path.join(ws.src, 'secret.bin');
     await randomFile(file, 1000);
     await fs.chmod(file, 0o000);
     // chmod 000 does not stop root from reading, so as root the sender runs as nobody (65534),
     // which needs to get through the (0700) temporary folder to meet the file's own permissions.
     const asRoot = process.getuid?.() === 0;
     if (asRoot) {
-      await fs.chmod(tmp.path, 0o755);
-      await fs.chmod(src, 0o755);
+      await fs.chmod(ws.root, 0o755);
+      await fs.chmod(ws.src, 0o755);
     }
     const port = await closedPort();
     const proc = sockxfer(['send', file, `127.0.0.1:${port}`, '--json'], asRoot ? { uid: 65534, gid: 65534 } : {});
@@ -180,9 +168,9 @@ describe('usage errors: exit 2', () => {
   ];
   for (const c of cases) {
     it(c.title, async () => {
-      const file = path.join(src, 'a.bin');
+      const file = path.join(ws.src, 'a.bin');
       await randomFile(file, 10);
-      const proc = sockxfer(c.args(file, out));
+      const proc = sockxfer(c.args(file, ws.out));
       expect(await proc.exited, proc.stderr()).toBe(2);
       expect(proc.stderr()).toMatch(c.stderr);
       expect(proc.stray).toEqual([]);
@@ -191,7 +179,7 @@ describe('usage errors: exit 2', () => {
 
   for (const target of ['nohost', 'h:99999']) {
     it(`the bad target "${target}", with an E_USAGE error event`, async () => {
-      const file = path.join(src, 'a.bin');
+      const file = path.join(ws.src, 'a.bin');
       await randomFile(file, 10);
       const proc = sockxfer(['send', file, target, '--json']);
       expect(await proc.exited, proc.stderr()).toBe(2);
@@ -204,9 +192,9 @@ describe('usage errors: exit 2', () => {
 
 describe('--json', () => {
   it('stdout holds JSON events only, on both sides, for a success and a failure', async () => {
-    const file = path.join(src, 'j.bin');
+    const file = path.join(ws.src, 'j.bin');
     await randomFile(file, 3 * 1024 * 1024);
-    const { proc: receiver, address } = await startReceiver(out, ['--once']);
+    const { proc: receiver, address } = await startReceiver(ws.out, ['--once']);
     const sender = sockxfer(['send', file, address, '--json']);
     expect(await sender.exited, sender.stderr()).toBe(0);
     expect(await receiver.exited, receiver.stderr()).toBe(0);
@@ -228,9 +216,9 @@ describe('--json', () => {
 
 describe('a peer that dies mid-transfer', () => {
   it('receiver killed (SIGKILL): the sender exits 3, E_CONNECTION_LOST, and nothing is under the final name', async () => {
-    const file = path.join(src, 'big.bin');
+    const file = path.join(ws.src, 'big.bin');
     await sparseFile(file, 2 * 1024 ** 3);
-    const { proc: receiver, address } = await startReceiver(out);
+    const { proc: receiver, address } = await startReceiver(ws.out);
     const sender = sockxfer(['send', file, address, '--json']);
     await receiver.waitFor((e) => e.event === 'progress' && (e.bytes as number) > 0);
     receiver.child.kill('SIGKILL');
@@ -238,27 +226,27 @@ describe('a peer that dies mid-transfer', () => {
     expect(sender.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3 });
     expect(await receiver.exited).toBe(128 + 9);
     // A SIGKILLed receiver cannot remove its temporary file; the final name must still be empty.
-    expect(await exists(path.join(out, 'big.bin'))).toBe(false);
+    expect(await exists(path.join(ws.out, 'big.bin'))).toBe(false);
   });
 
   it('sender killed (SIGKILL): the --once receiver exits 3 and leaves neither a temporary nor a final file', async () => {
-    const file = path.join(src, 'big.bin');
+    const file = path.join(ws.src, 'big.bin');
     await sparseFile(file, 2 * 1024 ** 3);
-    const { proc: receiver, address } = await startReceiver(out, ['--once']);
+    const { proc: receiver, address } = await startReceiver(ws.out, ['--once']);
     const sender = sockxfer(['send', file, address, '--json']);
     await receiver.waitFor((e) => e.event === 'progress' && (e.bytes as number) > 0);
-    expect(await partFiles(out)).toHaveLength(1);
+    expect(await partFiles(ws.out)).toHaveLength(1);
     sender.child.kill('SIGKILL');
     expect(await receiver.exited, receiver.stderr()).toBe(3);
     expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3, name: 'big.bin' });
-    expect(await listDir(out)).toEqual([]);
+    expect(await listDir(ws.out)).toEqual([]);
   });
 });
 
 describe('fake peers', () => {
   it('a receiver that accepts and never answers: send --timeout 1 exits 4, E_TIMEOUT', async () => {
     const port = await fakeReceiver(() => {});
-    const file = path.join(src, 'a.bin');
+    const file = path.join(ws.src, 'a.bin');
     await randomFile(file, 1000);
     const started = performance.now();
     const r = await send(file, `127.0.0.1:${port}`, ['--timeout', '1']);
@@ -281,7 +269,7 @@ describe('fake peers', () => {
           socket.write(welcome);
         }, () => {});
     });
-    const file = path.join(src, 'a.bin');
+    const file = path.join(ws.src, 'a.bin');
     await randomFile(file, 1000);
     const r = await send(file, `127.0.0.1:${port}`);
     expect(hello).toMatchObject({ type: 'hello', minVersion: 1, maxVersion: 1 });
@@ -310,7 +298,7 @@ describe('fake peers', () => {
         );
       })().catch(() => {});
     });
-    const file = path.join(src, 'big.bin');
+    const file = path.join(ws.src, 'big.bin');
     await sparseFile(file, 64 * 1024 * 1024);
     const r = await send(file, `127.0.0.1:${port}`, ['--chunk-size', '16M', '--timeout', '1']);
     expect(r.last).toMatchObject({ event: 'error', code: 'E_NO_SPACE', exitCode: 8 });
@@ -331,19 +319,19 @@ describe('fake peers', () => {
   }
 
   it('a sender that speaks only versions 2-3: the receiver answers ERROR E_VERSION (901)', async () => {
-    const { proc: receiver, port } = await startReceiver(out, ['--once']);
+    const { proc: receiver, port } = await startReceiver(ws.out, ['--once']);
     const answer = await helloFromTheFuture(port);
     expect(answer).toMatchObject({ type: 'error', code: ERROR_CODES.E_VERSION.wire });
     expect(ERROR_CODES.E_VERSION.wire).toBe(901);
     expect((answer as { message: string }).message).toMatch(/2-3/);
     await receiver.waitFor((e) => e.event === 'error');
     expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_VERSION', exitCode: 9 });
-    expect(await listDir(out)).toEqual([]);
+    expect(await listDir(ws.out)).toEqual([]);
   });
 
   // A HELLO counts as the --once transfer even when it has no version in common with the receiver.
   it('a sender that speaks only versions 2-3: a --once receiver exits 9', async () => {
-    const { proc: receiver, port } = await startReceiver(out, ['--once']);
+    const { proc: receiver, port } = await startReceiver(ws.out, ['--once']);
     expect(await helloFromTheFuture(port)).toMatchObject({ type: 'error', code: 901 });
     expect(await exitWithin(receiver, 3000, 'the --once receiver after a HELLO with no common version')).toBe(9);
   });

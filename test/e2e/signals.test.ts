@@ -4,40 +4,24 @@
  * transfers it cuts short. "Mid-transfer" is made deterministic with a 2 GiB sparse file and a
  * signal sent when the receiver reports its first bytes written.
  */
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { dir, type DirectoryResult } from 'tmp-promise';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { listDir, partFiles, sockxfer, sparseFile, startReceiver, stopAll, type Proc } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { listDir, partFiles, sockxfer, sparseFile, startReceiver, type Proc, useWorkspace } from '../helpers/cli.js';
 
 const BIG = 2 * 1024 ** 3;
 
-let tmp: DirectoryResult;
-let src: string;
-let out: string;
+const ws = useWorkspace();
 
-beforeEach(async () => {
-  tmp = await dir({ unsafeCleanup: true });
-  src = path.join(tmp.path, 'src');
-  out = path.join(tmp.path, 'out');
-  await fs.mkdir(src);
-  await fs.mkdir(out);
-});
-
-afterEach(async () => {
-  await stopAll();
-  await tmp.cleanup();
-});
 
 /** Starts sending a 2 GiB sparse file and resolves once the receiver has written part of it. */
 async function midTransfer(receiverArgs: string[]): Promise<{ receiver: Proc; sender: Proc }> {
-  const file = path.join(src, 'big.bin');
+  const file = path.join(ws.src, 'big.bin');
   await sparseFile(file, BIG);
-  const { proc: receiver, address } = await startReceiver(out, receiverArgs);
+  const { proc: receiver, address } = await startReceiver(ws.out, receiverArgs);
   const sender = sockxfer(['send', file, address, '--json']);
   await receiver.waitFor((e) => e.event === 'progress' && (e.bytes as number) > 0);
   // The temporary file exists now, so "none left" below is a real check.
-  expect(await partFiles(out)).toHaveLength(1);
+  expect(await partFiles(ws.out)).toHaveLength(1);
   return { receiver, sender };
 }
 
@@ -50,7 +34,7 @@ describe('receiver', () => {
     expect(receiver.events.at(-1)).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: 'interrupted by SIGTERM' });
     // The transfer it cut short is reported as such, before the final event.
     expect(receiver.events.at(-2)).toMatchObject({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, name: 'big.bin', session: expect.any(String) });
-    expect(await listDir(out)).toEqual([]);
+    expect(await listDir(ws.out)).toEqual([]);
 
     // For the sender, an interrupted receiver is a lost connection (README: exit 3, worth retrying).
     expect(await sender.exited, sender.stderr()).toBe(3);
@@ -62,7 +46,7 @@ describe('receiver', () => {
     receiver.child.kill('SIGTERM');
     expect(await receiver.exited, receiver.stderr()).toBe(130);
     expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130 });
-    expect(await listDir(out)).toEqual([]);
+    expect(await listDir(ws.out)).toEqual([]);
     expect(await sender.exited, sender.stderr()).toBe(3);
   });
 
@@ -72,7 +56,7 @@ describe('receiver', () => {
     ['SIGTERM', ['--once']],
   ] as const) {
     it(`${signal} when idle${args.length ? ` (${args.join(' ')})` : ''}: exits 130 promptly`, async () => {
-      const { proc: receiver } = await startReceiver(out, [...args]);
+      const { proc: receiver } = await startReceiver(ws.out, [...args]);
       const sent = performance.now();
       receiver.child.kill(signal);
       expect(await receiver.exited, receiver.stderr()).toBe(130);
@@ -81,7 +65,7 @@ describe('receiver', () => {
       expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'error']);
       expect(receiver.events[1]).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: `interrupted by ${signal}` });
       expect(receiver.stray).toEqual([]);
-      expect(await listDir(out)).toEqual([]);
+      expect(await listDir(ws.out)).toEqual([]);
     });
   }
 });
@@ -98,6 +82,6 @@ describe('sender', () => {
     // For the receiver, an interrupted sender is a lost connection (README: exit 3), not its own interruption.
     expect(await receiver.exited, receiver.stderr()).toBe(3);
     expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3, name: 'big.bin' });
-    expect(await listDir(out)).toEqual([]);
+    expect(await listDir(ws.out)).toEqual([]);
   });
 });

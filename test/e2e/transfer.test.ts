@@ -6,9 +6,8 @@
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { dir, type DirectoryResult } from 'tmp-promise';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { listDir, randomFile, send, sha256File, sockxfer, startReceiver, stopAll, waitForCount, type JsonEvent } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { listDir, randomFile, send, sha256File, sockxfer, startReceiver, waitForCount, type JsonEvent, useWorkspace } from '../helpers/cli.js';
 
 /** Whether this machine can bind ::1 (decided before the tests are collected, so the skip is visible). */
 async function canListen(host: string): Promise<boolean> {
@@ -23,26 +22,12 @@ async function canListen(host: string): Promise<boolean> {
 }
 const HAS_IPV6_LOOPBACK = await canListen('::1');
 
-let tmp: DirectoryResult;
-let src: string;
-let out: string;
+const ws = useWorkspace();
 
-beforeEach(async () => {
-  tmp = await dir({ unsafeCleanup: true });
-  src = path.join(tmp.path, 'src');
-  out = path.join(tmp.path, 'out');
-  await fs.mkdir(src);
-  await fs.mkdir(out);
-});
-
-afterEach(async () => {
-  await stopAll();
-  await tmp.cleanup();
-});
 
 /** One transfer into a `--once` receiver; both processes have exited when it resolves. */
 async function transferOnce(file: string, sendArgs: string[] = [], receiveArgs: string[] = []) {
-  const { proc: receiver, address, port } = await startReceiver(out, ['--once', ...receiveArgs]);
+  const { proc: receiver, address, port } = await startReceiver(ws.out, ['--once', ...receiveArgs]);
   const sent = await send(file, address, sendArgs);
   const receiverCode = await receiver.exited;
   return { sent, receiver, receiverCode, address, port };
@@ -50,18 +35,18 @@ async function transferOnce(file: string, sendArgs: string[] = [], receiveArgs: 
 
 /** Sends `size` random bytes as `name` and checks the result is byte-identical; returns the events. */
 async function roundTrip(name: string, size: number, sendArgs: string[] = []) {
-  const file = path.join(src, name);
+  const file = path.join(ws.src, name);
   const sha = await randomFile(file, size);
   const run = await transferOnce(file, sendArgs);
   expect(run.sent.code, run.sent.stderr).toBe(0);
   expect(run.receiverCode, run.receiver.stderr()).toBe(0);
-  expect(await sha256File(path.join(out, name))).toBe(sha);
+  expect(await sha256File(path.join(ws.out, name))).toBe(sha);
   // The final name and nothing else: no temporary file left behind.
-  expect(await listDir(out)).toEqual([name]);
+  expect(await listDir(ws.out)).toEqual([name]);
   const senderDone = run.sent.last!;
   expect(senderDone).toMatchObject({ event: 'done', name, bytes: size, transport: 'tcp', peer: run.address });
   const receiverDone = run.receiver.events.at(-1)!;
-  expect(receiverDone).toMatchObject({ event: 'done', name, bytes: size, path: path.join(out, name), hash: senderDone.hash });
+  expect(receiverDone).toMatchObject({ event: 'done', name, bytes: size, path: path.join(ws.out, name), hash: senderDone.hash });
   return { ...run, sha, senderDone, receiverDone };
 }
 
@@ -119,7 +104,7 @@ describe('done events', () => {
       hash: senderDone.hash,
       hashAlgorithm: 'xxh128',
       transport: 'tcp',
-      path: path.join(out, 'fields.bin'),
+      path: path.join(ws.out, 'fields.bin'),
     });
     expect(senderDone.session).toMatch(/^[0-9a-f]{16}$/);
     expect(senderDone.hash).toMatch(/^[0-9a-f]{32}$/);
@@ -136,7 +121,7 @@ describe('done events', () => {
 
 describe('metadata', () => {
   it('keeps the permission bits and a whole-second mtime', async () => {
-    const file = path.join(src, 'meta.bin');
+    const file = path.join(ws.src, 'meta.bin');
     const sha = await randomFile(file, 5000);
     await fs.chmod(file, 0o640);
     const mtime = new Date(Date.UTC(2020, 0, 2, 3, 4, 5));
@@ -144,15 +129,15 @@ describe('metadata', () => {
     const { sent, receiverCode } = await transferOnce(file);
     expect(sent.code, sent.stderr).toBe(0);
     expect(receiverCode).toBe(0);
-    const result = await fs.stat(path.join(out, 'meta.bin'));
+    const result = await fs.stat(path.join(ws.out, 'meta.bin'));
     expect(result.mode & 0o777).toBe(0o640);
     expect(result.mtimeMs).toBe(mtime.getTime());
-    expect(await sha256File(path.join(out, 'meta.bin'))).toBe(sha);
+    expect(await sha256File(path.join(ws.out, 'meta.bin'))).toBe(sha);
   });
 
   // futimes() takes float seconds and truncates them; the millisecond must survive that.
   it('keeps the mtime to the millisecond', async () => {
-    const file = path.join(src, 'mtime.bin');
+    const file = path.join(ws.src, 'mtime.bin');
     await randomFile(file, 100);
     const mtime = new Date(Date.UTC(2020, 8, 13, 12, 26, 40, 123));
     await fs.utimes(file, mtime, mtime);
@@ -160,18 +145,18 @@ describe('metadata', () => {
     expect(sent.code, sent.stderr).toBe(0);
     expect(receiverCode).toBe(0);
     const before = await fs.stat(file);
-    const after = await fs.stat(path.join(out, 'mtime.bin'));
+    const after = await fs.stat(path.join(ws.out, 'mtime.bin'));
     expect(Math.floor(after.mtimeMs)).toBe(Math.floor(before.mtimeMs));
   });
 });
 
 describe('several senders', () => {
   it('takes 8 senders at once, each file intact under its own name', async () => {
-    const { proc: receiver, address } = await startReceiver(out);
+    const { proc: receiver, address } = await startReceiver(ws.out);
     const names = Array.from({ length: 8 }, (_, i) => `file-${i}.bin`);
     const shas = new Map<string, string>();
-    for (const [i, name] of names.entries()) shas.set(name, await randomFile(path.join(src, name), 200_000 + i * 1013));
-    const results = await Promise.all(names.map((name) => send(path.join(src, name), address)));
+    for (const [i, name] of names.entries()) shas.set(name, await randomFile(path.join(ws.src, name), 200_000 + i * 1013));
+    const results = await Promise.all(names.map((name) => send(path.join(ws.src, name), address)));
     for (const r of results) expect(r.code, r.stderr).toBe(0);
 
     const done = await waitForCount(receiver, (e) => e.event === 'done', 8);
@@ -181,19 +166,19 @@ describe('several senders', () => {
       const senderDone = results[i]!.last!;
       const receiverDone = done.find((e) => e.name === name)!;
       expect(senderDone).toMatchObject({ event: 'done', name });
-      expect(receiverDone).toMatchObject({ session: senderDone.session, hash: senderDone.hash, bytes: 200_000 + i * 1013, path: path.join(out, name) });
-      expect(await sha256File(path.join(out, name))).toBe(shas.get(name));
+      expect(receiverDone).toMatchObject({ session: senderDone.session, hash: senderDone.hash, bytes: 200_000 + i * 1013, path: path.join(ws.out, name) });
+      expect(await sha256File(path.join(ws.out, name))).toBe(shas.get(name));
     }
     expect(receiver.events.filter((e) => e.event === 'error')).toEqual([]);
-    expect(await listDir(out)).toEqual(names);
+    expect(await listDir(ws.out)).toEqual(names);
   });
 
   it('two senders of the same name at once: one commits, the other is refused with E_EXISTS', async () => {
-    const { proc: receiver, address } = await startReceiver(out);
-    await fs.mkdir(path.join(src, 'a'));
-    await fs.mkdir(path.join(src, 'b'));
-    const fileA = path.join(src, 'a', 'same.bin');
-    const fileB = path.join(src, 'b', 'same.bin');
+    const { proc: receiver, address } = await startReceiver(ws.out);
+    await fs.mkdir(path.join(ws.src, 'a'));
+    await fs.mkdir(path.join(ws.src, 'b'));
+    const fileA = path.join(ws.src, 'a', 'same.bin');
+    const fileB = path.join(ws.src, 'b', 'same.bin');
     const shaA = await randomFile(fileA, 2 * 1024 * 1024);
     const shaB = await randomFile(fileB, 2 * 1024 * 1024);
     const [a, b] = await Promise.all([send(fileA, address), send(fileB, address)]);
@@ -203,39 +188,39 @@ describe('several senders', () => {
     expect(winner.last).toMatchObject({ event: 'done', name: 'same.bin' });
     expect(loser.last).toMatchObject({ event: 'error', code: 'E_EXISTS', exitCode: 6 });
     // The committed file is the whole of the winner's file, not a mix.
-    expect(await sha256File(path.join(out, 'same.bin'))).toBe(winnerSha);
+    expect(await sha256File(path.join(ws.out, 'same.bin'))).toBe(winnerSha);
 
     // Once the receiver has finished with both, only the final file is left.
     await waitForCount(receiver, (e) => e.event === 'done' || e.event === 'error', 2);
     expect(receiver.events.filter((e) => e.event === 'done')).toHaveLength(1);
     expect(receiver.events.filter((e) => e.event === 'error')).toMatchObject([{ code: 'E_EXISTS', exitCode: 6 }]);
-    expect(await listDir(out)).toEqual(['same.bin']);
+    expect(await listDir(ws.out)).toEqual(['same.bin']);
   });
 });
 
 describe('--overwrite', () => {
   it('replaces an existing file with the new content', async () => {
-    const target = path.join(out, 'replace.bin');
+    const target = path.join(ws.out, 'replace.bin');
     await randomFile(target, 70_000);
-    const file = path.join(src, 'replace.bin');
+    const file = path.join(ws.src, 'replace.bin');
     const sha = await randomFile(file, 50_000);
     const { sent, receiverCode } = await transferOnce(file, [], ['--overwrite']);
     expect(sent.code, sent.stderr).toBe(0);
     expect(receiverCode).toBe(0);
     expect(await sha256File(target)).toBe(sha);
-    expect(await listDir(out)).toEqual(['replace.bin']);
+    expect(await listDir(ws.out)).toEqual(['replace.bin']);
   });
 });
 
 describe('IPv6', () => {
   // Skipped only where the machine has no IPv6 loopback (::1 cannot be bound).
   it.skipIf(!HAS_IPV6_LOOPBACK)('sends to [::1]:port', async () => {
-    const receiver = sockxfer(['receive', '--port', '0', '--host', '::1', '--dir', out, '--json', '--once']);
+    const receiver = sockxfer(['receive', '--port', '0', '--host', '::1', '--dir', ws.out, '--json', '--once']);
     const listening = await receiver.waitFor((e: JsonEvent) => e.event === 'listening');
     expect(listening).toMatchObject({ host: '::1', transport: 'tcp' });
     const port = listening.port as number;
 
-    const file = path.join(src, 'v6.bin');
+    const file = path.join(ws.src, 'v6.bin');
     const sha = await randomFile(file, 100_000);
     const sent = await send(file, `[::1]:${port}`);
     expect(sent.code, sent.stderr).toBe(0);
@@ -243,7 +228,7 @@ describe('IPv6', () => {
     expect(await receiver.exited).toBe(0);
     expect(receiver.stderr()).toContain(`listening on [::1]:${port} (tcp)`);
     expect(receiver.events.at(-1)).toMatchObject({ event: 'done', name: 'v6.bin', peer: expect.stringMatching(/^\[::1\]:\d+$/) });
-    expect(await sha256File(path.join(out, 'v6.bin'))).toBe(sha);
-    expect(await listDir(out)).toEqual(['v6.bin']);
+    expect(await sha256File(path.join(ws.out, 'v6.bin'))).toBe(sha);
+    expect(await listDir(ws.out)).toEqual(['v6.bin']);
   });
 });

@@ -8,6 +8,8 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
+import { dir, type DirectoryResult } from 'tmp-promise';
+import { afterEach, beforeEach } from 'vitest';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -140,4 +142,23 @@ export async function closedPort(): Promise<number> {
 export async function waitForCount(proc: Proc, pred: (e: JsonEvent) => boolean, count: number): Promise<JsonEvent[]> {
   await proc.waitFor(() => proc.events.filter(pred).length >= count);
   return proc.events.filter(pred);
+}
+
+/** Per test: a fresh temporary folder with `src` and `out` in it; afterwards every process the test started is stopped and the folder removed. Call once at the top of a test file. */
+export function useWorkspace(): { readonly root: string; readonly src: string; readonly out: string } {
+  let tmp: DirectoryResult | null = null;
+  const ws = { root: '', src: '', out: '' };
+  beforeEach(async () => {
+    tmp = await dir({ unsafeCleanup: true });
+    ws.root = tmp.path;
+    ws.src = path.join(tmp.path, 'src');
+    ws.out = path.join(tmp.path, 'out');
+    await fs.mkdir(ws.src);
+    await fs.mkdir(ws.out);
+  });
+  afterEach(async () => {
+    await stopAll();
+    await tmp?.cleanup();
+  });
+  return ws;
 }
