@@ -174,6 +174,9 @@ describe('usage errors: exit 2', () => {
       expect(await proc.exited, proc.stderr()).toBe(2);
       expect(proc.stderr()).toMatch(c.stderr);
       expect(proc.stray).toEqual([]);
+      // With --json, a parse error is still reported as the last (and only) event.
+      const args = c.args(file, ws.out);
+      expect(proc.events).toEqual(args.includes('--json') ? [expect.objectContaining({ event: 'error', code: 'E_USAGE', exitCode: 2 })] : []);
     });
   }
 
