@@ -3,8 +3,8 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ERROR_CODES, SockxferError, toSockxferError, type ErrorCode } from '../errors.js';
-import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, PROTOCOL_VERSION, crc32cImplementation, type HashAlgorithm } from '../protocol/index.js';
-import { VERSION, xxh128Implementation } from '../transfer/index.js';
+import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, PROTOCOL_VERSION, crc32cImplementation, type HashAlgorithm } from '../protocol/index.js';
+import { DEFAULT_SEND_OPTIONS, VERSION, xxh128Implementation } from '../transfer/index.js';
 import { parsePort } from '../transport/index.js';
 import { formatBytes, parseSize } from './format.js';
 import { Output } from './output.js';
@@ -82,12 +82,16 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .description('send a file to a receiver')
     .argument('<file>', 'the file to send')
     .argument('<host:port>', 'where a receiver listens: host:port, [ipv6]:port')
-    .addOption(new Option('--hash <algorithm>', 'whole-file hash').choices(['xxh128', 'sha256']).default('xxh128'))
-    .option('--chunk-size <size>', `bytes per chunk (${formatBytes(MIN_CHUNK_SIZE)}-${formatBytes(MAX_CHUNK_SIZE)})`, chunkSize, DEFAULT_CHUNK_SIZE)
-    .option('--timeout <seconds>', 'connect timeout, and the longest the transfer may go without progress', positiveSeconds, 30)
+    .addOption(new Option('--hash <algorithm>', 'whole-file hash').choices(['xxh128', 'sha256']).default(DEFAULT_SEND_OPTIONS.hash))
+    .addOption(
+      new Option('--chunk-size <size>', `bytes per chunk (${formatBytes(MIN_CHUNK_SIZE)}-${formatBytes(MAX_CHUNK_SIZE)})`)
+        .argParser(chunkSize)
+        .default(DEFAULT_SEND_OPTIONS.chunkSize, formatBytes(DEFAULT_SEND_OPTIONS.chunkSize)),
+    )
+    .option('--timeout <seconds>', 'connect timeout, and the longest the transfer may go without progress', positiveSeconds, DEFAULT_SEND_OPTIONS.timeoutMs / 1000)
     .option('--json', 'NDJSON events on stdout', false)
     .option('--quiet', 'print errors only', false)
-    .addHelpText('after', '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./db.dump 10.0.0.5:9000 --hash sha256 --json\n  $ sockxfer send ./big.iso [fe80::1%eth0]:9000 --timeout 60')
+    .addHelpText('after', '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./db.dump 192.0.2.10:9000 --hash sha256 --json\n  $ sockxfer send ./big.iso [2001:db8::10]:9000 --timeout 60')
     .action(async (file: string, target: string, opts: SendFlags & { hash: HashAlgorithm; json: boolean; quiet: boolean }) => {
       output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
       status = await runSend(file, target, { hash: opts.hash, chunkSize: opts.chunkSize, timeout: opts.timeout }, output, signal);

@@ -12,7 +12,6 @@ export const MAX_PROTOCOL_VERSION = 1;
 export const HEADER_SIZE = 20;
 /** CRC32C (Castagnoli) of header and body, big-endian. */
 export const TRAILER_SIZE = 4;
-export const FRAME_OVERHEAD = HEADER_SIZE + TRAILER_SIZE;
 
 /** DATA body before the chunk bytes: file index u32, chunk index u64. */
 export const DATA_FIELDS_SIZE = 12;
