@@ -76,6 +76,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .configureOutput({ writeOut: (s) => streams.stdout.write(s), writeErr: (s) => streams.stderr.write(s) })
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', EXAMPLES);
+  // exitOverride, configureOutput and showHelpAfterError are inherited by the commands added below.
 
   program
     .command('send')
@@ -114,7 +115,6 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
       status = await runReceive({ port: opts.port, host: opts.host, dir: opts.dir, overwrite: opts.overwrite, once: opts.once, timeout: opts.timeout }, output, signal);
     });
 
-  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: (s) => streams.stdout.write(s), writeErr: (s) => streams.stderr.write(s) }).showHelpAfterError('(run with --help for usage)');
 
   if (crc32cImplementation === 'js') {
     streams.stderr.write('sockxfer: warning: CRC32C runs on the slow JavaScript fallback (the native sse4_crc32 module is not built); run `npm rebuild sse4_crc32`\n');

@@ -45,9 +45,7 @@ export class Output {
 
   /** A human line on stderr, unless --quiet. */
   info(line: string): void {
-    if (this.options.quiet) return;
-    if (this.multibar) this.multibar.log(`${line}\n`);
-    else this.stderr.write(`${line}\n`);
+    if (!this.options.quiet) this.always(line);
   }
 
   /** A line that is printed whatever the flags (where a receiver listens, errors). */
