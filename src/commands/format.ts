@@ -31,3 +31,21 @@ export function parseSize(text: string): number | null {
   const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
   return Number(m[1]) * mult;
 }
+
+/** Parses a rate in bits per second with decimal units, as iperf does: 100M, 1.5G, 800k, 2000000. */
+export function parseBitRate(text: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)(bit|bps)?(\/s)?$/i.exec(text.trim());
+  if (!m) return null;
+  const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const v = Number(m[1]) * mult;
+  return Number.isFinite(v) ? v : null;
+}
+
+/** 12_500_000 bytes/s → "100 Mbit/s". */
+export function formatBitRate(bytesPerSecond: number): string {
+  const bits = bytesPerSecond * 8;
+  if (bits >= 1e9) return `${(bits / 1e9).toFixed(2)} Gbit/s`;
+  if (bits >= 1e6) return `${(bits / 1e6).toFixed(1)} Mbit/s`;
+  if (bits >= 1e3) return `${(bits / 1e3).toFixed(0)} kbit/s`;
+  return `${Math.round(bits)} bit/s`;
+}

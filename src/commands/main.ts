@@ -5,8 +5,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ERROR_CODES, SockxferError, toSockxferError, type ErrorCode } from '../errors.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, PROTOCOL_VERSION, crc32cImplementation, type HashAlgorithm } from '../protocol/index.js';
 import { DEFAULT_SEND_OPTIONS, VERSION, xxh128Implementation } from '../transfer/index.js';
-import { parsePort } from '../transport/index.js';
-import { formatBytes, parseSize } from './format.js';
+import { MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, parsePort, type CongestionName } from '../transport/index.js';
+import { formatBytes, parseBitRate, parseSize } from './format.js';
 import { Output } from './output.js';
 import { runReceive, type ReceiveFlags } from './receive.js';
 import { runSend, type SendFlags } from './send.js';
@@ -15,6 +15,7 @@ const EXAMPLES = `
 Examples:
   $ sockxfer receive --port 9000 --dir ./backups       listen on all interfaces, write into ./backups
   $ sockxfer send ./db.dump backup-host:9000          send over TCP; exit 0 only once the receiver committed it
+  $ sockxfer send ./db.dump backup-host:9000 --udp    over UDP, with sockxfer's own acks, retransmission and pacing
   $ sockxfer send ./db.dump [::1]:9000 --hash sha256   SHA-256 instead of the faster xxh128
   $ sockxfer receive --port 0 --once --json            any free port, one transfer, NDJSON events
 
@@ -52,6 +53,21 @@ function chunkSize(text: string): number {
   return n;
 }
 
+function datagramSize(text: string): number | 'ethernet' {
+  if (text === 'ethernet') return 'ethernet';
+  const n = parseSize(text);
+  if (n === null || n < MIN_DATAGRAM_SIZE || n > MAX_DATAGRAM_SIZE) {
+    throw new InvalidArgumentError(`expected bytes from ${MIN_DATAGRAM_SIZE} to ${MAX_DATAGRAM_SIZE}, or "ethernet" (1472 on IPv4, 1452 on IPv6)`);
+  }
+  return n;
+}
+
+function bitRate(text: string): number {
+  const n = parseBitRate(text);
+  if (n === null || n < 8000) throw new InvalidArgumentError('expected bits per second, at least 8k (e.g. 100M, 1.5G, 800k)');
+  return n;
+}
+
 function port(text: string): number {
   try {
     return parsePort(text, true);
@@ -70,7 +86,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
   let status = 0;
   let output: Output | null = null;
   const program = new Command('sockxfer')
-    .description('Move files between machines over TCP, verified end to end: per-chunk CRC32C, a whole-file hash, atomic commit.')
+    .description('Move files between machines over TCP or UDP, verified end to end: per-chunk CRC32C, a whole-file hash, atomic commit.')
     .version(versionLine(), '-V, --version')
     .exitOverride()
     .configureOutput({ writeOut: (s) => streams.stdout.write(s), writeErr: (s) => streams.stderr.write(s) })
@@ -90,12 +106,30 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
         .default(DEFAULT_SEND_OPTIONS.chunkSize, formatBytes(DEFAULT_SEND_OPTIONS.chunkSize)),
     )
     .option('--timeout <seconds>', 'connect timeout, and the longest the transfer may go without progress', positiveSeconds, DEFAULT_SEND_OPTIONS.timeoutMs / 1000)
+    .option('--udp', "send over UDP with sockxfer's own reliability layer (default: TCP)", false)
+    .addOption(
+      new Option('--datagram-size <bytes>', `UDP payload bytes per datagram (${MIN_DATAGRAM_SIZE}-${MAX_DATAGRAM_SIZE}, or "ethernet")`)
+        .argParser(datagramSize)
+        .default(DEFAULT_SEND_OPTIONS.udp.datagramSize),
+    )
+    .addOption(new Option('--cc <algorithm>', 'UDP congestion control: rate (delivery-rate based, like BBR) or reno (RFC 9002 NewReno)').choices(['rate', 'reno']).default('rate'))
+    .option('--rate <bits/s>', 'UDP: never send faster than this (e.g. 100M, 1.5G)', bitRate)
     .option('--json', 'NDJSON events on stdout', false)
     .option('--quiet', 'print errors only', false)
-    .addHelpText('after', '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./db.dump 192.0.2.10:9000 --hash sha256 --json\n  $ sockxfer send ./big.iso [2001:db8::10]:9000 --timeout 60')
-    .action(async (file: string, target: string, opts: SendFlags & { hash: HashAlgorithm; json: boolean; quiet: boolean }) => {
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./db.dump backup-host:9000 --udp --datagram-size ethernet\n  $ sockxfer send ./db.dump 192.0.2.10:9000 --udp --rate 50M --json\n  $ sockxfer send ./big.iso [2001:db8::10]:9000 --timeout 60 --hash sha256',
+    )
+    .action(async (file: string, target: string, opts: { hash: HashAlgorithm; chunkSize: number; timeout: number; udp: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }) => {
       output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
-      status = await runSend(file, target, { hash: opts.hash, chunkSize: opts.chunkSize, timeout: opts.timeout }, output, signal);
+      const flags: SendFlags = {
+        hash: opts.hash,
+        chunkSize: opts.chunkSize,
+        timeout: opts.timeout,
+        transport: opts.udp ? 'udp' : 'tcp',
+        udp: { datagramSize: opts.datagramSize, cc: opts.cc, rateLimit: opts.rate === undefined ? 0 : opts.rate / 8 },
+      };
+      status = await runSend(file, target, flags, output, signal);
     });
 
   program
@@ -103,6 +137,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .description('listen and write the files that arrive')
     .requiredOption('--port <port>', 'port to listen on (0: any free port; the port is announced)', port)
     .option('--host <address>', 'address to listen on (default: all interfaces, IPv6 and IPv4)')
+    .addOption(new Option('--transport <which>', 'listen on TCP, UDP or both (same port number)').choices(['tcp', 'udp', 'both']).default('both'))
     .option('--dir <folder>', 'folder to write files into (created if missing)', '.')
     .option('--overwrite', 'replace existing files (default: refuse them)', false)
     .option('--once', 'exit after the first transfer, with its exit status', false)
@@ -110,9 +145,14 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .option('--json', 'NDJSON events on stdout', false)
     .option('--quiet', 'print errors and the listening address only', false)
     .addHelpText('after', '\nExamples:\n  $ sockxfer receive --port 9000 --dir ./backups\n  $ sockxfer receive --port 0 --host 127.0.0.1 --once --json\n  $ sockxfer receive --port 9000 --dir /srv/incoming --overwrite')
-    .action(async (opts: ReceiveFlags & { json: boolean; quiet: boolean }) => {
+    .action(async (opts: Omit<ReceiveFlags, 'transports'> & { transport: 'tcp' | 'udp' | 'both'; json: boolean; quiet: boolean }) => {
       output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
-      status = await runReceive({ port: opts.port, host: opts.host, dir: opts.dir, overwrite: opts.overwrite, once: opts.once, timeout: opts.timeout }, output, signal);
+      const transports = opts.transport === 'both' ? (['tcp', 'udp'] as const) : ([opts.transport] as const);
+      status = await runReceive(
+        { port: opts.port, host: opts.host, dir: opts.dir, overwrite: opts.overwrite, once: opts.once, timeout: opts.timeout, transports: [...transports] },
+        output,
+        signal,
+      );
     });
 
 

@@ -1,7 +1,7 @@
 /** `sockxfer receive`: flags → ReceiverOptions, events → output, runs until a signal (or one transfer with --once). */
 import { SockxferError } from '../errors.js';
 import { Receiver } from '../transfer/index.js';
-import { formatHostPort } from '../transport/index.js';
+import { formatHostPort, type TransportKind } from '../transport/index.js';
 import type { Output } from './output.js';
 
 export interface ReceiveFlags {
@@ -11,12 +11,13 @@ export interface ReceiveFlags {
   overwrite: boolean;
   once: boolean;
   timeout: number;
+  transports: TransportKind[];
 }
 
 /** Runs the receiver; returns the exit status. */
 export async function runReceive(flags: ReceiveFlags, output: Output, signal: AbortSignal): Promise<number> {
   const receiver = new Receiver(
-    { dir: flags.dir, host: flags.host, port: flags.port, overwrite: flags.overwrite, once: flags.once, timeoutMs: flags.timeout * 1000 },
+    { dir: flags.dir, host: flags.host, port: flags.port, overwrite: flags.overwrite, once: flags.once, timeoutMs: flags.timeout * 1000, transports: flags.transports },
     {
       start: (info) => output.start(info),
       progress: (info, done) => output.progress(info, done),

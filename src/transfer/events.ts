@@ -1,6 +1,6 @@
 /** What the transfer layer tells its caller; the command layer turns these into bars, lines and JSON. */
 import type { HashAlgorithm } from '../protocol/index.js';
-import type { TransportKind } from '../transport/index.js';
+import type { TransportKind, TransportStats } from '../transport/index.js';
 
 export interface TransferInfo {
   /** The session id in hex; tells concurrent transfers apart in a receiver's events. */
@@ -20,6 +20,8 @@ export interface TransferResult extends TransferInfo {
   bytesPerSecond: number;
   /** Receiver only: where the file was committed. */
   path?: string;
+  /** What the transport did: bytes on the wire; for UDP also packets, retransmissions, loss and RTT. */
+  stats?: TransportStats;
 }
 
 export interface TransferObserver {

@@ -9,26 +9,36 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { SockxferError, toSockxferError } from '../errors.js';
 
-/** pwritev of all of `pieces` at `position`, continuing after short writes. */
+/** pwritev of all of `pieces` at `position`, continuing after short writes. Leaves `pieces` as it is. */
 function writeAll(fd: number, pieces: Buffer[], position: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const step = (rest: Buffer[], at: number) =>
       fs.writev(fd, rest, at, (err, n) => {
         if (err) return reject(err);
+        let done = 0;
         let skip = n;
-        while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
-        if (rest.length === 0) return resolve();
+        while (done < rest.length && skip >= rest[done]!.length) skip -= rest[done++]!.length;
+        if (done === rest.length) return resolve();
         if (n === 0) return reject(Object.assign(new Error('short write'), { code: 'EIO' }));
-        rest[0] = rest[0]!.subarray(skip);
-        step(rest, at + n);
+        const next = rest.slice(done);
+        next[0] = next[0]!.subarray(skip);
+        step(next, at + n);
       });
-    step([...pieces], position);
+    step(pieces, position);
   });
 }
 
 /** Bytes of queued writes before write() asks the caller to wait. */
 export const PENDING_HIGH_WATER = 8 * 1024 * 1024;
 const PENDING_LOW_WATER = 4 * 1024 * 1024;
+/**
+ * pwritevs in the thread pool at once; later writes queue and merge. Measured with 1 MiB and
+ * 1428-byte chunks: 1 leaves the disk idle between writes, 3 or 4 gain nothing and vary more.
+ */
+const MAX_IN_FLIGHT = 2;
+/** Most buffers in one pwritev (IOV_MAX on Linux) and most bytes, when queued writes are merged. */
+const MAX_RUN_PIECES = 1024;
+const MAX_RUN_BYTES = 8 * 1024 * 1024;
 /** Bytes written between background fdatasyncs (see syncInBackground). */
 const SYNC_EVERY = 64 * 1024 * 1024;
 
@@ -74,8 +84,22 @@ function ioError(err: unknown, what: string): SockxferError {
   return new SockxferError(e.code === 'E_INTERNAL' ? 'E_IO' : e.code, `${what}: ${(err as Error).message}`, { cause: err });
 }
 
+/** Queued writes that follow one another in the file, to go out as one pwritev. */
+interface Run {
+  position: number;
+  pieces: Buffer[];
+  length: number;
+}
+
 export class PartFile {
+  /** Bytes accepted by write() and not yet written (queued or in flight). */
   private pending = 0;
+  /** Writes waiting for a slot, oldest first, from `head` on; and the queued run ending at each offset. */
+  private queue: Run[] = [];
+  private head = 0;
+  private byEnd = new Map<number, Run>();
+  private inFlight = 0;
+  private pumpScheduled = false;
   private failure: SockxferError | null = null;
   private waiters: Array<() => void> = [];
   private closed = false;
@@ -105,25 +129,98 @@ export class PartFile {
   /**
    * Writes `pieces` (`length` bytes in all) at `position`. Returns a promise when too many bytes are queued (await it
    * before writing more), undefined otherwise. A failed write surfaces here or in finish().
+   *
+   * At most MAX_IN_FLIGHT pwritevs run at once; later writes queue, and a write that starts where a
+   * queued one ends joins it, so a stream of small in-order chunks costs few syscalls. Writes must
+   * not overlap: overlapping ones land in no particular order.
    */
   write(position: number, pieces: Buffer[], length: number): Promise<void> | undefined {
     if (this.failure) throw this.failure;
     this.pending += length;
-    writeAll(this.fd, pieces, position).then(
-      () => this.settle(length),
-      (err) => {
-        this.failure ??= ioError(err, `cannot write ${this.path}`);
-        this.settle(length);
-      },
-    );
+    this.enqueue(position, pieces, length);
+    this.schedulePump();
     if (this.pending < PENDING_HIGH_WATER) return undefined;
     return this.waitBelow(PENDING_LOW_WATER);
+  }
+
+  private enqueue(position: number, pieces: Buffer[], length: number): void {
+    const run = this.byEnd.get(position);
+    if (run && run.pieces.length + pieces.length <= MAX_RUN_PIECES && run.length + length <= MAX_RUN_BYTES) {
+      this.byEnd.delete(position);
+      for (const piece of pieces) run.pieces.push(piece);
+      run.length += length;
+      this.byEnd.set(run.position + run.length, run);
+      return;
+    }
+    const fresh: Run = { position, pieces: pieces.slice(), length };
+    this.queue.push(fresh);
+    this.byEnd.set(position + length, fresh);
+  }
+
+  private dequeue(): Run | undefined {
+    if (this.head === this.queue.length) return undefined;
+    const run = this.queue[this.head++]!;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    const end = run.position + run.length;
+    if (this.byEnd.get(end) === run) this.byEnd.delete(end);
+    return run;
+  }
+
+  /**
+   * Starts the queued runs after the current turn of the event loop rather than at once: chunks
+   * that arrive together (a UDP receiver gets up to 32 datagrams per turn) then go out as one
+   * pwritev even while a write slot is free.
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Starts queued runs while a slot is free; after a failure, drops them instead. */
+  private pump(): void {
+    while (this.inFlight < MAX_IN_FLIGHT) {
+      const run = this.dequeue();
+      if (!run) return;
+      if (this.failure) {
+        this.pending -= run.length;
+        this.wake();
+        continue;
+      }
+      this.inFlight++;
+      writeAll(this.fd, run.pieces, run.position).then(
+        () => this.written(run.length),
+        (err) => {
+          this.failure ??= ioError(err, `cannot write ${this.path}`);
+          this.written(run.length);
+        },
+      );
+    }
+  }
+
+  private written(bytes: number): void {
+    this.inFlight--;
+    this.pump();
+    this.settle(bytes);
   }
 
   private settle(bytes: number): void {
     this.pending -= bytes;
     this.unsynced += bytes;
     if (this.unsynced >= SYNC_EVERY && this.syncing === null && !this.closed) this.syncInBackground();
+    this.wake();
+  }
+
+  private wake(): void {
     for (const w of this.waiters.splice(0)) w();
   }
 

@@ -87,9 +87,9 @@ export async function receiveSession(transport: Transport, options: ReceiveOptio
     }
     part = null;
     sendVerdict(transport, entry.index, offer, digest, null);
-    await transport.close();
     const seconds = (performance.now() - started) / 1000;
-    return { ...info, digest: digest.toString('hex'), seconds, bytesPerSecond: seconds > 0 ? entry.size / seconds : 0, path: target };
+    await transport.close();
+    return { ...info, digest: digest.toString('hex'), seconds, bytesPerSecond: seconds > 0 ? entry.size / seconds : 0, path: target, stats: transport.stats() };
   } catch (err) {
     const e = toSockxferError(err);
     await part?.discard();

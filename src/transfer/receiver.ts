@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SockxferError, toSockxferError } from '../errors.js';
-import { listenTcp, type TcpListener, type Transport, type TransportKind } from '../transport/index.js';
+import { listenTcp, listenUdp, type Transport, type TransportKind } from '../transport/index.js';
 import type { TransferInfo, TransferResult } from './events.js';
 import { receiveSession, type ReceiveOptions, type SessionObserver } from './receive-session.js';
 
@@ -15,6 +15,8 @@ export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir'> {
   /** Listen address; all interfaces (IPv6 and IPv4) when undefined. */
   host?: string;
   port: number;
+  /** Which transports to listen on (default both); they share the port number. */
+  transports?: TransportKind[];
   /** Serve one transfer, then stop. Stray connections that never say HELLO do not count. */
   once: boolean;
 }
@@ -31,8 +33,17 @@ export interface ReceiverObserver extends SessionObserver {
   failed?(peer: string, info: TransferInfo | null, error: SockxferError): void;
 }
 
+interface Listener {
+  readonly host: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Attempts at finding a port free for both TCP and UDP when asked for any port (0). */
+const SHARED_PORT_ATTEMPTS = 20;
+
 export class Receiver {
-  private listeners: TcpListener[] = [];
+  private listeners: Listener[] = [];
   private readonly active = new Map<Transport, Promise<void>>();
   private stopping = false;
   private onceSettled: ((outcome: TransferResult | SockxferError) => void) | null = null;
@@ -58,9 +69,35 @@ export class Receiver {
       throw new SockxferError(e.code, `cannot use ${this.dir} as the target folder: ${(err as Error).message}`, { cause: err });
     }
     if (!(await fs.stat(this.dir)).isDirectory()) throw new SockxferError('E_USAGE', `${this.dir} is not a folder`);
-    const tcp = await listenTcp({ host: this.options.host, port: this.options.port }, (t) => this.serve(t));
-    this.listeners.push(tcp);
-    return [{ host: tcp.host, port: tcp.port, transport: 'tcp' }];
+    return this.listen();
+  }
+
+  /**
+   * Listens on every transport asked for, all on one port number. With port 0 the first
+   * transport picks a free port and the next takes the same number; should that be taken for
+   * UDP, it tries again with another port.
+   */
+  private async listen(): Promise<ListenAddress[]> {
+    const kinds = this.options.transports ?? ['tcp', 'udp'];
+    for (let attempt = 0; ; attempt++) {
+      const opened: Array<{ listener: Listener; transport: TransportKind }> = [];
+      let port = this.options.port;
+      try {
+        for (const kind of kinds) {
+          const where = { host: this.options.host, port };
+          const listener = kind === 'tcp' ? await listenTcp(where, (t) => this.serve(t)) : await listenUdp(where, (t) => this.serve(t));
+          opened.push({ listener, transport: kind });
+          port = listener.port;
+        }
+      } catch (err) {
+        await Promise.all(opened.map((o) => o.listener.close()));
+        const retry = this.options.port === 0 && opened.length > 0 && attempt < SHARED_PORT_ATTEMPTS && (err as SockxferError).code === 'E_LISTEN';
+        if (retry) continue;
+        throw err;
+      }
+      this.listeners.push(...opened.map((o) => o.listener));
+      return opened.map((o) => ({ host: o.listener.host, port: o.listener.port, transport: o.transport }));
+    }
   }
 
   private serve(transport: Transport): void {

@@ -13,7 +13,7 @@ import {
   MIN_PROTOCOL_VERSION,
   type HashAlgorithm,
 } from '../protocol/index.js';
-import { connectTcp, type HostPort, type Transport } from '../transport/index.js';
+import { DEFAULT_UDP_OPTIONS, connectTcp, connectUdp, type HostPort, type Transport, type TransportKind, type UdpOptions } from '../transport/index.js';
 import type { TransferInfo, TransferObserver, TransferResult } from './events.js';
 import { createHasher, type Hasher } from './hash.js';
 import { expectFrame, peerError } from './peer.js';
@@ -29,11 +29,15 @@ export interface SendOptions {
   chunkSize: number;
   /** Connect timeout, and the longest the transfer may go without progress. */
   timeoutMs: number;
+  /** Default TCP. */
+  transport?: TransportKind;
+  /** Datagram size, congestion control and rate cap (UDP only). */
+  udp?: UdpOptions;
   /** Aborting it ends the transfer with E_INTERRUPTED and tells the receiver. */
   signal?: AbortSignal;
 }
 
-export const DEFAULT_SEND_OPTIONS = { hash: 'xxh128', chunkSize: DEFAULT_CHUNK_SIZE, timeoutMs: 30_000 } as const;
+export const DEFAULT_SEND_OPTIONS = { hash: 'xxh128', chunkSize: DEFAULT_CHUNK_SIZE, timeoutMs: 30_000, transport: 'tcp', udp: DEFAULT_UDP_OPTIONS } as const;
 
 function sourceError(err: unknown, file: string): SockxferError {
   const e = toSockxferError(err, 'E_IO');
@@ -58,7 +62,10 @@ export async function sendFile(options: SendOptions, observer: TransferObserver 
     const hasher = await createHasher(options.hash);
     const session = randomBytes(8).readBigUInt64BE();
     options.signal?.throwIfAborted();
-    const transport = await connectTcp(options.target, { timeoutMs: options.timeoutMs, session });
+    const transport: Transport =
+      options.transport === 'udp'
+        ? await connectUdp(options.target, { ...(options.udp ?? DEFAULT_UDP_OPTIONS), timeoutMs: options.timeoutMs, session, signal: options.signal })
+        : await connectTcp(options.target, { timeoutMs: options.timeoutMs, session });
     const onAbort = () => void transport.abort(new SockxferError('E_INTERRUPTED', 'interrupted; the transfer was abandoned'));
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -157,9 +164,9 @@ async function runSession(
   if (!verdict.digest.equals(digest)) {
     throw new SockxferError('E_HASH_MISMATCH', `${transport.remote} committed ${name} with hash ${verdict.digest.toString('hex')}, but the file hashes to ${digest.toString('hex')}`);
   }
-  await transport.close();
   const seconds = (performance.now() - started) / 1000;
-  return { ...info, digest: digest.toString('hex'), seconds, bytesPerSecond: seconds > 0 ? size / seconds : 0 };
+  await transport.close();
+  return { ...info, digest: digest.toString('hex'), seconds, bytesPerSecond: seconds > 0 ? size / seconds : 0, stats: transport.stats() };
 }
 
 /**

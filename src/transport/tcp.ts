@@ -6,7 +6,7 @@ import net from 'node:net';
 import { MAX_CHUNK_SIZE, StreamDeframer, encodeFrame, type Frame } from '../protocol/index.js';
 import { SockxferError, errnoToCode, toSockxferError } from '../errors.js';
 import { formatHostPort, type HostPort } from './address.js';
-import type { Transport } from './transport.js';
+import type { Transport, TransportStats } from './transport.js';
 
 /** Bytes handed to the socket but not yet to the kernel before send() says "wait". */
 const SEND_HIGH_WATER = 8 * 1024 * 1024;
@@ -189,6 +189,10 @@ export class TcpTransport implements Transport {
       }
     }
     await this.close(ABORT_GRACE_MS);
+  }
+
+  stats(): TransportStats {
+    return { bytesSent: this.socket.bytesWritten, bytesReceived: this.socket.bytesRead };
   }
 
   destroy(error?: Error): void {

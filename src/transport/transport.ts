@@ -7,6 +7,36 @@ import type { SockxferError } from '../errors.js';
 
 export type TransportKind = 'tcp' | 'udp';
 
+/**
+ * What a transport can say about its work, for the summary and the `done` event. TCP knows
+ * bytes only (the kernel hides the rest); UDP counts what its own reliability layer did.
+ */
+export interface TransportStats {
+  /** Bytes handed to the network and received from it, headers of our own protocol included. */
+  bytesSent: number;
+  bytesReceived: number;
+  packetsSent?: number;
+  packetsReceived?: number;
+  /** Packets that carried a payload sent before. */
+  retransmitted?: number;
+  retransmittedBytes?: number;
+  /** Packets declared lost (RFC 9002 thresholds). */
+  lost?: number;
+  /** Packets declared lost that were acknowledged after all (their retransmission was not needed). */
+  spurious?: number;
+  /** Payloads that arrived more than once and were dropped. */
+  duplicates?: number;
+  /** Datagrams dropped because they failed their CRC32C or were malformed. */
+  corrupt?: number;
+  /** Probe timeouts that fired. */
+  probes?: number;
+  srttMs?: number | null;
+  minRttMs?: number | null;
+  /** The sending rate at the end, bytes per second. */
+  rateBytesPerSecond?: number;
+  congestionControl?: string;
+}
+
 export interface Transport {
   readonly kind: TransportKind;
   /** The peer as "host:port" ("[v6]:port" for IPv6), for messages and logs. */
@@ -42,4 +72,6 @@ export interface Transport {
   abort(error: SockxferError): Promise<void>;
   /** Closes at once, telling the peer nothing; pending and future calls reject with `error`. */
   destroy(error?: Error): void;
+  /** Counters so far (also after the connection ended). */
+  stats(): TransportStats;
 }

@@ -210,7 +210,9 @@ describe('--json', () => {
       for (const e of p.events) expect(['listening', 'start', 'progress', 'done', 'error']).toContain(e.event);
     }
     expect(sender.events.map((e) => e.event)).toEqual(['start', ...sender.events.slice(1, -1).map(() => 'progress'), 'done']);
-    expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'start', ...receiver.events.slice(2, -1).map(() => 'progress'), 'done']);
+    // One `listening` event per transport (TCP and UDP share the port), then the transfer.
+    expect(receiver.events.slice(0, 2)).toMatchObject([{ event: 'listening', transport: 'tcp' }, { event: 'listening', transport: 'udp' }]);
+    expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'listening', 'start', ...receiver.events.slice(3, -1).map(() => 'progress'), 'done']);
     expect(failed.events).toMatchObject([{ event: 'error', code: 'E_CONNECT_REFUSED', exitCode: 3 }]);
     // The human summary went to stderr, not stdout.
     expect(sender.stderr()).toMatch(/^sent j\.bin /m);

@@ -62,8 +62,8 @@ describe('receiver', () => {
       expect(await receiver.exited, receiver.stderr()).toBe(130);
       // Nothing to wait for: no transfer, no grace period. Generous for a loaded 2-core machine.
       expect(performance.now() - sent).toBeLessThan(2000);
-      expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'error']);
-      expect(receiver.events[1]).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: `interrupted by ${signal}` });
+      expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'listening', 'error']);
+      expect(receiver.events[2]).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: `interrupted by ${signal}` });
       expect(receiver.stray).toEqual([]);
       expect(await listDir(ws.out)).toEqual([]);
     });

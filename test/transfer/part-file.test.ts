@@ -3,9 +3,10 @@
  * offsets in any order, finished with mode and mtime, then committed in one step (or refused
  * when the target exists), or discarded without a trace.
  */
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { SockxferError } from '../../src/errors.js';
 import { PART_PREFIX, PART_SUFFIX, PENDING_HIGH_WATER, PartFile } from '../../src/transfer/part-file.js';
@@ -42,6 +43,26 @@ async function writeShuffled(part: PartFile, data: Buffer, size: number, seed: n
     if (wait) await wait;
   }
 }
+
+/** Writes the chunks of `data` (of `size` bytes, the last maybe shorter) at `offsets`, in that order, waiting when asked. */
+async function writeChunks(part: PartFile, data: Buffer, size: number, offsets: number[]): Promise<void> {
+  for (const off of offsets) {
+    const piece = data.subarray(off, off + size);
+    const cut = Math.floor(piece.length / 3);
+    const wait = part.write(off, [piece.subarray(0, cut), piece.subarray(cut)], piece.length);
+    if (wait) await wait;
+  }
+}
+
+/** Offsets of the chunks of `size` bytes in `length` bytes, in order. */
+function chunkOffsets(length: number, size: number): number[] {
+  const offsets: number[] = [];
+  for (let off = 0; off < length; off += size) offsets.push(off);
+  return offsets;
+}
+
+/** A UDP chunk's payload: what the small-write tests use. */
+const SMALL = 1428;
 
 const MTIME_MS = Date.UTC(2021, 4, 6, 7, 8, 9, 250);
 
@@ -254,5 +275,146 @@ describe('PartFile', () => {
     await part.finish(0o600, MTIME_MS);
     await part.commit(path.join(tmp.path, name), false);
     expect(await fs.readdir(tmp.path)).toEqual([name]);
+  });
+
+  describe('small writes (queued and merged into fewer pwritevs)', () => {
+    /** Finishes `part` and expects its bytes to be exactly `data`. */
+    async function expectContents(part: PartFile, data: Buffer): Promise<void> {
+      await part.finish(0o600, MTIME_MS);
+      const back = await fs.readFile(part.path);
+      expect(back.length).toBe(data.length);
+      expect(back.equals(data)).toBe(true);
+    }
+
+    it('many small chunks in order give the exact bytes', async () => {
+      const data = seededBytes(4 * 1024 * 1024 + 77, 21);
+      const part = await create('in-order.bin');
+      await writeChunks(part, data, SMALL, chunkOffsets(data.length, SMALL));
+      await expectContents(part, data);
+    });
+
+    it('small chunks in a shuffled order give the exact bytes', async () => {
+      const data = seededBytes(2 * 1024 * 1024 + 999, 22);
+      const part = await create('shuffled.bin');
+      await writeShuffled(part, data, SMALL, 23);
+      await expectContents(part, data);
+    });
+
+    it('small chunks mostly in order, a few swapped with a later one, give the exact bytes', async () => {
+      const data = seededBytes(2 * 1024 * 1024 + 5, 24);
+      const offsets = chunkOffsets(data.length, SMALL);
+      const rand = mulberry32(25);
+      for (let i = 0; i < offsets.length - 40; i++) {
+        if (rand() < 0.03) {
+          const j = i + 1 + Math.floor(rand() * 32);
+          [offsets[i], offsets[j]] = [offsets[j]!, offsets[i]!];
+        }
+      }
+      const part = await create('nearly-in-order.bin');
+      await writeChunks(part, data, SMALL, offsets);
+      await expectContents(part, data);
+    });
+
+    it('small chunks in order with gaps, the gaps filled later in any order, give the exact bytes', async () => {
+      const data = seededBytes(3 * 1024 * 1024 + 321, 26);
+      const offsets = chunkOffsets(data.length, SMALL);
+      const rand = mulberry32(27);
+      const first: number[] = [];
+      const later: number[] = [];
+      for (let i = 0; i < offsets.length; i++) {
+        // Single lost chunks, a lost burst of ten, and the very first and last chunks.
+        const lost = rand() < 0.08 || (i >= 500 && i < 510) || i === 0 || i === offsets.length - 1;
+        (lost ? later : first).push(offsets[i]!);
+      }
+      for (let i = later.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [later[i], later[j]] = [later[j]!, later[i]!];
+      }
+      const part = await create('gaps.bin');
+      await writeChunks(part, data, SMALL, first);
+      await writeChunks(part, data, SMALL, later);
+      await expectContents(part, data);
+    });
+
+    it('more than 1024 contiguous pieces queued at once: merged, at most 1024 buffers per pwritev, the exact bytes', async () => {
+      // 3000 writes of two pieces each, of uneven sizes, all queued before any completes; then
+      // one write of 2500 pieces, more than one pwritev takes (the thread pool splits it).
+      const sizes: number[] = [];
+      const rand = mulberry32(28);
+      for (let i = 0; i < 3000; i++) sizes.push(20 + Math.floor(rand() * 200));
+      const tailPieces = 2500;
+      const total = sizes.reduce((a, b) => a + b, 0) + tailPieces * 7;
+      const data = seededBytes(total, 29);
+      const part = await create('many-pieces.bin');
+      // Counts the pwritevs and their buffers; the real fs.writev still does the writing.
+      const writev = vi.spyOn(fsSync, 'writev');
+      try {
+        let off = 0;
+        for (const size of sizes) {
+          const cut = Math.floor(size / 2);
+          expect(part.write(off, [data.subarray(off, off + cut), data.subarray(off + cut, off + size)], size)).toBeUndefined();
+          off += size;
+        }
+        const pieces: Buffer[] = [];
+        for (let i = 0; i < tailPieces; i++) pieces.push(data.subarray(off + i * 7, off + i * 7 + 7));
+        expect(part.write(off, pieces, tailPieces * 7)).toBeUndefined();
+        await expectContents(part, data);
+        const buffers = writev.mock.calls.map((call) => (call[1] as readonly unknown[]).length);
+        // 3001 writes, 8500 buffers: two writes went out alone, the rest in runs of at most 1024 buffers.
+        expect(buffers.reduce((a, b) => a + b, 0)).toBe(3000 * 2 + tailPieces);
+        expect(buffers.length).toBeLessThan(20);
+        expect(buffers.filter((n) => n > 1024)).toEqual([tailPieces]);
+        expect(buffers.filter((n) => n === 1024).length).toBeGreaterThanOrEqual(5);
+      } finally {
+        writev.mockRestore();
+      }
+    });
+
+    it('merged writes that the kernel writes only in part are continued where it stopped', async () => {
+      // The real fs.writev writes, but is handed only about 40% of each call's bytes (cut inside
+      // a buffer), as a pwritev may do on a full disk or a signal.
+      const realWritev = fsSync.writev;
+      const short = vi.spyOn(fsSync, 'writev').mockImplementation(((fd: number, buffers: readonly NodeJS.ArrayBufferView[], position: number | null, cb: (err: NodeJS.ErrnoException | null, written: number) => void) => {
+        let budget = Math.max(1, Math.floor(buffers.reduce((n, b) => n + b.byteLength, 0) * 0.4));
+        const prefix: NodeJS.ArrayBufferView[] = [];
+        for (const b of buffers) {
+          if (budget === 0) break;
+          const take = Math.min(budget, b.byteLength);
+          prefix.push(take === b.byteLength ? b : new Uint8Array(b.buffer, b.byteOffset, take));
+          budget -= take;
+        }
+        realWritev.call(fsSync, fd, prefix, position, cb);
+      }) as unknown as typeof fsSync.writev);
+      try {
+        const data = seededBytes(900 * SMALL + 31, 31);
+        const offsets = chunkOffsets(data.length, SMALL);
+        // In order with every tenth chunk held back, then those: merged runs and lone chunks.
+        const part = await create('short-writes.bin');
+        await writeChunks(part, data, SMALL, offsets.filter((_, i) => i % 10 !== 5));
+        await writeChunks(part, data, SMALL, offsets.filter((_, i) => i % 10 === 5));
+        await expectContents(part, data);
+        expect(short.mock.calls.length).toBeGreaterThan(offsets.length / 10);
+      } finally {
+        short.mockRestore();
+      }
+    });
+
+    it('write() still asks the caller to wait once PENDING_HIGH_WATER bytes of small chunks are queued, and all of it lands', async () => {
+      const data = seededBytes(PENDING_HIGH_WATER + 1024 * 1024 + 17, 30);
+      const offsets = chunkOffsets(data.length, SMALL);
+      const part = await create('small-backpressure.bin');
+      let i = 0;
+      let wait: Promise<void> | undefined;
+      // Writes complete asynchronously, so nothing lands during this loop: the wait comes exactly at the mark.
+      for (; i < offsets.length && wait === undefined; i++) {
+        const off = offsets[i]!;
+        wait = part.write(off, [data.subarray(off, off + SMALL)], Math.min(SMALL, data.length - off));
+      }
+      expect(wait).toBeInstanceOf(Promise);
+      expect(i).toBe(Math.ceil(PENDING_HIGH_WATER / SMALL));
+      await wait;
+      await writeChunks(part, data, SMALL, offsets.slice(i));
+      await expectContents(part, data);
+    });
   });
 });

@@ -1,0 +1,734 @@
+/**
+ * One UDP connection: the Transport the transfer layer sees, built from the pure pieces beside
+ * it. This file owns the timers; the socket belongs to endpoint.ts, which hands datagrams in
+ * (`onDatagram`) and takes datagrams out (the `output` callback).
+ *
+ * What travels:
+ * - control frames (HELLO, OFFER, END, VERDICT, ERROR, …) as an ordered byte stream cut into
+ *   STREAM packets, reassembled by offset and read by the same deframer as TCP;
+ * - each DATA frame as one DATA packet with a sequence number, delivered in any order, once.
+ * Both are acknowledged by packet number; a lost packet's payload goes out again in a new
+ * packet. Sending is limited by the congestion window, the pacer, and the receiver's
+ * flow-control window (ACKs carry how many payload bytes the peer may have sent in all).
+ */
+import { SockxferError } from '../../errors.js';
+import { StreamDeframer, dataLength, encodeFrameToBuffer, type Frame } from '../../protocol/index.js';
+import type { Transport, TransportStats } from '../transport.js';
+import { AckTracker, MAX_ACK_DELAY_MS } from './ack-tracker.js';
+import { DeliveryRateController, NewRenoController, Pacer, RateSampler, type CongestionController } from './congestion.js';
+import {
+  DATA_PACKET_OVERHEAD,
+  STREAM_PACKET_OVERHEAD,
+  encodeDataPacket,
+  encodePacket,
+  type Packet,
+} from './packet.js';
+import { LossRecovery, type SentPacket } from './recovery.js';
+import { SeqSet } from './seq-set.js';
+
+/** Flow-control window each side grants: payload bytes received but not yet taken by the transfer layer. */
+export const DEFAULT_WINDOW = 16 * 1024 * 1024;
+/** Unacknowledged bytes (queued and in flight) before send() says "wait"; at least twice the congestion window. */
+const SEND_HIGH_WATER = 8 * 1024 * 1024;
+const CLOSE_GRACE_MS = 5000;
+const ABORT_GRACE_MS = 1000;
+/** Probes sent when the probe timeout fires (RFC 9002 §6.2.4). */
+const PROBES = 2;
+
+export type CongestionName = 'rate' | 'reno';
+
+export interface ConnectionOptions {
+  session: bigint;
+  /** "host:port" of the peer. */
+  remote: string;
+  /** Largest datagram this side sends (UDP payload bytes). */
+  datagramSize: number;
+  /** Largest datagram the peer sends (bounds the DATA chunks it may offer). */
+  peerDatagramSize: number;
+  /** The peer's initial flow-control window. */
+  peerWindow: number;
+  cc: CongestionName;
+  /** Cap on the sending rate in bytes per second (0: none). */
+  rateLimit: number;
+  /** Sends one datagram. */
+  output: (packet: Buffer) => void;
+  /** Called once when the connection is finished, so the endpoint can forget it. */
+  onFinished?: () => void;
+  /** An RTT measured during the handshake (ms). */
+  handshakeRtt?: number;
+  clock?: () => number;
+}
+
+/** Something that travels reliably: a DATA frame, a piece of the control stream, or a probe. */
+interface Message {
+  kind: 'data' | 'stream';
+  /** Data: sequence number; stream: byte offset. */
+  seq: number;
+  index: number;
+  chunk: number;
+  bytes: Buffer;
+  /** Payload bytes, counted against flow control and the send buffer. */
+  size: number;
+  onReleased: (() => void) | undefined;
+  acked: boolean;
+  /** Waiting in the retransmission queue. */
+  queued: boolean;
+  /** Packets carrying it that are still in flight. */
+  copies: number;
+  sends: number;
+}
+
+type Payload = Message | null; // null: a PING
+
+type Waiter<T> = { resolve: (v: T) => void; reject: (e: SockxferError) => void };
+
+/** A FIFO with O(1) shift. */
+class Queue<T> {
+  private items: T[] = [];
+  private head = 0;
+
+  push(v: T): void {
+    this.items.push(v);
+  }
+
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+
+  shift(): T | undefined {
+    const v = this.items[this.head];
+    if (v === undefined) return undefined;
+    this.items[this.head++] = undefined as T;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return v;
+  }
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  drain(): T[] {
+    const rest = this.items.slice(this.head);
+    this.items = [];
+    this.head = 0;
+    return rest;
+  }
+}
+
+export class UdpConnection implements Transport {
+  readonly kind = 'udp' as const;
+  readonly remote: string;
+  readonly maxChunkSize: number;
+  session: bigint;
+
+  private readonly clock: () => number;
+  private readonly output: (packet: Buffer) => void;
+  private readonly datagramSize: number;
+  private readonly recovery = new LossRecovery<Payload>();
+  private readonly cc: CongestionController;
+  private readonly sampler = new RateSampler();
+  private readonly pacer: Pacer;
+  private readonly rateLimit: number;
+  private nextPn = 0;
+
+  // Sending.
+  private readonly control = new Queue<Message>();
+  private readonly data = new Queue<Message>();
+  private readonly retransmit = new Queue<Message>();
+  private streamOffset = 0;
+  private dataSeq = 0;
+  /** Payload bytes of messages not yet acknowledged (queued or in flight). */
+  private unacked = 0;
+  /** Payload bytes of first transmissions; flow control compares them with the peer's limit. */
+  private sentNew = 0;
+  private peerMaxData: number;
+  private readonly drainers: Array<Waiter<void>> = [];
+  private readonly flushers: Array<() => void> = [];
+
+  // Receiving.
+  private readonly acks = new AckTracker();
+  private readonly dataSeen = new SeqSet();
+  private readonly deframer = new StreamDeframer();
+  private readonly segments = new Map<number, Buffer>();
+  private streamDelivered = 0;
+  private readonly inbox = new Queue<{ frame: Frame; size: number }>();
+  private readonly receivers: Array<Waiter<Frame>> = [];
+  /** Payload bytes handed to the transfer layer, and the limit last advertised to the peer. */
+  private consumed = 0;
+  private advertised = DEFAULT_WINDOW;
+  private windowUpdate = false;
+
+  // Timers and state.
+  private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private timerAt = Infinity;
+  private idleMs = 30_000;
+  private lastReceivedAt: number;
+  private lastSentAt: number;
+  private pacedUntil = -Infinity;
+  private failure: SockxferError | null = null;
+  private finished = false;
+  private peerClosed = false;
+  private readonly onFinished: (() => void) | undefined;
+
+  private readonly counters = {
+    packetsSent: 0,
+    packetsReceived: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    retransmitted: 0,
+    retransmittedBytes: 0,
+    duplicates: 0,
+    corrupt: 0,
+    probes: 0,
+  };
+
+  constructor(options: ConnectionOptions) {
+    this.session = options.session;
+    this.remote = options.remote;
+    this.output = options.output;
+    this.datagramSize = options.datagramSize;
+    this.maxChunkSize = Math.max(options.datagramSize, options.peerDatagramSize) - DATA_PACKET_OVERHEAD;
+    this.peerMaxData = options.peerWindow;
+    this.rateLimit = options.rateLimit;
+    this.onFinished = options.onFinished;
+    this.clock = options.clock ?? (() => performance.now());
+    const mss = options.datagramSize;
+    this.cc = options.cc === 'reno' ? new NewRenoController(mss) : new DeliveryRateController(mss);
+    this.pacer = new Pacer(mss);
+    const now = this.clock();
+    this.lastReceivedAt = now;
+    this.lastSentAt = now;
+    if (options.handshakeRtt !== undefined) {
+      this.recovery.rtt.update(options.handshakeRtt, 0, MAX_ACK_DELAY_MS);
+      if (this.cc instanceof DeliveryRateController) this.cc.seedRtt(options.handshakeRtt, now);
+    }
+    this.updatePacing(now);
+  }
+
+  // ---- Transport ---------------------------------------------------------------------------
+
+  send(frame: Frame, onReleased?: () => void): boolean {
+    if (this.failure) throw this.failure;
+    if (this.finished) throw new SockxferError('E_CONNECTION_LOST', `connection to ${this.remote} is closed`);
+    if (frame.type === 'data') {
+      const bytes = frame.data.length === 1 ? frame.data[0]! : Buffer.concat(frame.data, dataLength(frame));
+      if (bytes.length > this.datagramSize - DATA_PACKET_OVERHEAD) {
+        throw new RangeError(`a chunk of ${bytes.length} bytes does not fit a ${this.datagramSize}-byte datagram`);
+      }
+      this.data.push(this.message('data', this.dataSeq++, bytes, onReleased, frame.index, frame.chunk));
+    } else {
+      const encoded = encodeFrameToBuffer(frame, this.session);
+      const room = this.datagramSize - STREAM_PACKET_OVERHEAD;
+      for (let off = 0; off < encoded.length; off += room) {
+        const piece = encoded.subarray(off, off + room);
+        // The last piece carries the callback: the frame is released when all of it is.
+        this.control.push(this.message('stream', this.streamOffset, piece, off + room >= encoded.length ? onReleased : undefined));
+        this.streamOffset += piece.length;
+      }
+    }
+    this.scheduleService();
+    return this.unacked < this.highWater;
+  }
+
+  /**
+   * Runs service() once the caller's synchronous work is done: a sender queueing thousands of
+   * chunks in one go must not hold ACKs unprocessed (that would inflate every RTT sample).
+   */
+  private scheduleService(): void {
+    if (this.immediate !== null || this.finished) return;
+    this.immediate = setImmediate(() => {
+      this.immediate = null;
+      this.service();
+    });
+  }
+
+  private message(kind: Message['kind'], seq: number, bytes: Buffer, onReleased: (() => void) | undefined, index = 0, chunk = 0): Message {
+    const size = bytes.length;
+    this.unacked += size;
+    return { kind, seq, index, chunk, bytes, size, onReleased, acked: false, queued: false, copies: 0, sends: 0 };
+  }
+
+  private get highWater(): number {
+    return Math.max(SEND_HIGH_WATER, 2 * this.cc.window);
+  }
+
+  drain(): Promise<void> {
+    if (this.unacked <= this.highWater / 2) return Promise.resolve();
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.drainers.push({ resolve, reject }));
+  }
+
+  receive(): Promise<Frame> {
+    const next = this.inbox.shift();
+    if (next) {
+      this.consume(next.size);
+      return Promise.resolve(next.frame);
+    }
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.receivers.push({ resolve, reject }));
+  }
+
+  setIdleTimeout(ms: number): void {
+    this.idleMs = ms > 0 ? ms : Infinity;
+    this.service();
+  }
+
+  /** Waits until everything sent is acknowledged (or the peer closed, or `graceMs` passed), then says CLOSE. */
+  async close(graceMs = CLOSE_GRACE_MS): Promise<void> {
+    if (this.finished) return;
+    if (!this.failure && !this.peerClosed) {
+      await this.flushed(graceMs);
+    }
+    this.finish(0, 'done');
+  }
+
+  async abort(error: SockxferError): Promise<void> {
+    const alreadyFailed = this.failure !== null;
+    this.fail(error);
+    if (this.finished) return;
+    if (!alreadyFailed && !this.peerClosed) {
+      // Data still queued will never be wanted; the ERROR frame goes out ahead of it.
+      for (const m of this.data.drain()) this.release(m);
+      const encoded = encodeFrameToBuffer({ type: 'error', code: error.wireCode, message: error.message.slice(0, 1000) }, this.session);
+      this.control.push(this.message('stream', this.streamOffset, encoded, undefined));
+      this.streamOffset += encoded.length;
+      this.service();
+      await this.flushed(ABORT_GRACE_MS);
+    }
+    this.finish(error.wireCode, error.message);
+  }
+
+  destroy(error?: Error): void {
+    this.fail(error instanceof SockxferError ? error : new SockxferError('E_CONNECTION_LOST', error?.message ?? `connection to ${this.remote} closed`));
+    this.finish(null, '');
+  }
+
+  stats(): TransportStats {
+    const rtt = this.recovery.rtt;
+    return {
+      bytesSent: this.counters.bytesSent,
+      bytesReceived: this.counters.bytesReceived,
+      packetsSent: this.counters.packetsSent,
+      packetsReceived: this.counters.packetsReceived,
+      retransmitted: this.counters.retransmitted,
+      retransmittedBytes: this.counters.retransmittedBytes,
+      lost: this.recovery.declaredLost,
+      spurious: this.recovery.spurious,
+      duplicates: this.counters.duplicates,
+      corrupt: this.counters.corrupt,
+      probes: this.counters.probes,
+      srttMs: rtt.hasSample ? rtt.smoothed : null,
+      minRttMs: Number.isFinite(rtt.min) ? rtt.min : null,
+      rateBytesPerSecond: Math.round(this.currentRate() * 1000),
+      congestionControl: this.cc.name,
+    };
+  }
+
+  // ---- From the endpoint -------------------------------------------------------------------
+
+  /** A datagram that failed its checks but came from this peer: counted, otherwise ignored. */
+  onCorrupt(): void {
+    this.counters.corrupt++;
+  }
+
+  /** A network error for this peer (ICMP port unreachable on a connected socket). */
+  onNetworkError(error: SockxferError): void {
+    this.fail(error);
+    this.finish(null, '');
+  }
+
+  /** A decoded packet from the peer. `size` is the datagram's length. */
+  onPacket(packet: Packet, size: number): void {
+    if (this.finished) return;
+    const now = this.clock();
+    this.lastReceivedAt = now;
+    this.counters.packetsReceived++;
+    this.counters.bytesReceived += size;
+    const body = packet.body;
+    const ackEliciting = body.type === 'data' || body.type === 'stream' || body.type === 'ping';
+    if (ackEliciting || body.type === 'ack') this.acks.onPacket(packet.pn, ackEliciting, now);
+    switch (body.type) {
+      case 'data':
+        if (!this.dataSeen.add(body.seq)) {
+          this.counters.duplicates++;
+        } else if (!this.failure) {
+          this.deliver({ type: 'data', index: body.index, chunk: body.chunk, data: [body.bytes] }, body.bytes.length);
+        }
+        break;
+      case 'stream':
+        this.onStream(body.offset, body.bytes);
+        break;
+      case 'ack':
+        this.onAck(body, now);
+        break;
+      case 'close':
+        this.onClose(body.code, body.message);
+        return;
+      default:
+        // INITIAL, RETRY, READY and PING need nothing more here (the endpoint handles the handshake).
+        break;
+    }
+    // Once per turn of the event loop, after every datagram that arrived in it: one ACK for the
+    // lot, one pass of sending, one timer update.
+    this.scheduleService();
+  }
+
+  // ---- Receiving ---------------------------------------------------------------------------
+
+  private deliver(frame: Frame, size: number): void {
+    const waiter = this.receivers.shift();
+    if (waiter) {
+      this.consume(size);
+      waiter.resolve(frame);
+    } else {
+      this.inbox.push({ frame, size });
+    }
+  }
+
+  /** The transfer layer took `size` payload bytes: the window moves; tell the peer when it moved a lot. */
+  private consume(size: number): void {
+    this.consumed += size;
+    if (this.consumed + DEFAULT_WINDOW - this.advertised >= DEFAULT_WINDOW / 4) {
+      this.windowUpdate = true;
+      this.scheduleService();
+    }
+  }
+
+  private onStream(offset: number, bytes: Buffer): void {
+    const end = offset + bytes.length;
+    if (end <= this.streamDelivered) {
+      this.counters.duplicates++;
+      return;
+    }
+    if (offset > this.streamDelivered) {
+      // Early: hold it (within the window), unless already held.
+      if (end - this.streamDelivered > DEFAULT_WINDOW) return;
+      if (this.segments.has(offset)) this.counters.duplicates++;
+      else this.segments.set(offset, bytes);
+      return;
+    }
+    // Segments are cut once and resent as they were, so `offset` is exactly streamDelivered here.
+    let piece: Buffer | undefined = offset === this.streamDelivered ? bytes : bytes.subarray(this.streamDelivered - offset);
+    while (piece !== undefined) {
+      this.streamDelivered += piece.length;
+      this.pushStream(piece);
+      piece = this.segments.get(this.streamDelivered);
+      if (piece !== undefined) this.segments.delete(this.streamDelivered);
+    }
+  }
+
+  private pushStream(bytes: Buffer): void {
+    if (this.failure) return;
+    let decoded;
+    try {
+      decoded = this.deframer.push(bytes);
+    } catch (err) {
+      this.fail(err as SockxferError);
+      return;
+    }
+    for (const { frame, session, size } of decoded) {
+      if (session !== this.session && !(frame.type === 'error' && session === 0n)) {
+        this.fail(new SockxferError('E_PROTOCOL', `frame for session ${session.toString(16)} on the connection of session ${this.session.toString(16)}`));
+        return;
+      }
+      this.deliver(frame, size);
+    }
+    const broken = this.deframer.error;
+    if (broken) this.fail(broken);
+  }
+
+  private onClose(code: number, message: string): void {
+    this.peerClosed = true;
+    if (code !== 0 && !this.failure) {
+      // The peer gave up with an error: hand it over as the ERROR frame it stands for.
+      this.deliver({ type: 'error', code, message }, 0);
+    }
+    this.fail(new SockxferError('E_CONNECTION_LOST', `${this.remote} closed the connection`));
+    for (const f of this.flushers.splice(0)) f();
+  }
+
+  // ---- Acknowledgements and loss -----------------------------------------------------------
+
+  private onAck(body: Extract<Packet['body'], { type: 'ack' }>, now: number): void {
+    if (body.maxData > this.peerMaxData) this.peerMaxData = body.maxData;
+    if (body.largest >= this.nextPn) return; // acknowledges packets never sent: ignore the lie
+    const result = this.recovery.onAck(body, now);
+    for (const p of result.acked) this.onDelivered(p);
+    for (const p of result.spurious) this.onDelivered(p, true);
+    const sample = this.sampler.onAck(result.acked, now, this.recovery.rtt.min);
+    const rtt = this.recovery.rtt;
+    this.cc.onAck(result.acked, sample, now, { smoothed: rtt.smoothed, min: rtt.min }, this.recovery.bytesInFlight);
+    this.onLost(result.lost, now);
+    this.updatePacing(now);
+    this.checkDrained();
+  }
+
+  private onDelivered(p: SentPacket<Payload>, spurious = false): void {
+    const m = p.payload;
+    if (m === null) return;
+    if (!spurious) m.copies--;
+    if (!m.acked) {
+      m.acked = true;
+      this.release(m);
+    }
+  }
+
+  private release(m: Message): void {
+    this.unacked -= m.size;
+    const cb = m.onReleased;
+    m.onReleased = undefined;
+    cb?.();
+  }
+
+  private onLost(lost: Array<SentPacket<Payload>>, now: number): void {
+    if (lost.length === 0) return;
+    this.cc.onLost(lost, now, this.recovery.bytesInFlight);
+    for (const p of lost) {
+      const m = p.payload;
+      if (m === null) continue;
+      m.copies--;
+      if (!m.acked && !m.queued && m.copies === 0) {
+        m.queued = true;
+        this.retransmit.push(m);
+      }
+    }
+  }
+
+  private checkDrained(): void {
+    if (this.unacked <= this.highWater / 2) for (const w of this.drainers.splice(0)) w.resolve();
+    if (this.unacked === 0) for (const f of this.flushers.splice(0)) f();
+  }
+
+  /** Resolves when every message is acknowledged, the peer closed, the connection failed, or `graceMs` passed. */
+  private flushed(graceMs: number): Promise<void> {
+    if (this.unacked === 0 || this.finished) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, graceMs);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.flushers.push(done);
+    });
+  }
+
+  // ---- Sending -----------------------------------------------------------------------------
+
+  private currentRate(): number {
+    const cap = this.rateLimit > 0 ? this.rateLimit / 1000 : Infinity;
+    return Math.min(this.cc.pacingRate, cap);
+  }
+
+  private updatePacing(now: number): void {
+    this.pacer.setRate(this.currentRate(), now);
+  }
+
+  /** The next message to send: retransmissions first, then control, then data. */
+  private nextMessage(): Message | undefined {
+    for (;;) {
+      const r = this.retransmit.peek();
+      if (r === undefined) break;
+      if (r.acked) {
+        this.retransmit.shift();
+        r.queued = false;
+        continue;
+      }
+      return r;
+    }
+    return this.control.peek() ?? this.data.peek();
+  }
+
+  private takeMessage(m: Message): void {
+    if (this.retransmit.peek() === m) {
+      this.retransmit.shift();
+      m.queued = false;
+    } else if (this.control.peek() === m) {
+      this.control.shift();
+    } else {
+      this.data.shift();
+    }
+  }
+
+  /** Sends what the window, the pacer and flow control allow. */
+  private flush(now: number): void {
+    this.pacedUntil = -Infinity;
+    for (;;) {
+      const m = this.nextMessage();
+      if (m === undefined) {
+        if (this.recovery.bytesInFlight < this.cc.window) this.sampler.markAppLimited(this.recovery.bytesInFlight);
+        return;
+      }
+      const size = (m.kind === 'data' ? DATA_PACKET_OVERHEAD : STREAM_PACKET_OVERHEAD) + m.bytes.length;
+      if (this.recovery.bytesInFlight + size > this.cc.window) return;
+      if (m.sends === 0 && this.sentNew + m.size > this.peerMaxData) return; // the peer's window is full
+      if (!this.pacer.canSend(size, now)) {
+        this.pacedUntil = this.pacer.nextSendTime(size, now);
+        return;
+      }
+      this.takeMessage(m);
+      this.sendMessage(m, now);
+    }
+  }
+
+  private sendMessage(m: Message, now: number): void {
+    const pn = this.nextPn++;
+    const packet =
+      m.kind === 'data'
+        ? encodeDataPacket(this.session, pn, m.seq, m.index, m.chunk, m.bytes)
+        : encodePacket(this.session, pn, { type: 'stream', offset: m.seq, bytes: m.bytes });
+    const size = packet.length;
+    if (m.sends === 0) {
+      this.sentNew += m.size;
+    } else {
+      this.counters.retransmitted++;
+      this.counters.retransmittedBytes += m.size;
+    }
+    m.sends++;
+    m.copies++;
+    this.track(pn, size, m, now);
+    this.transmit(packet, now);
+  }
+
+  private track(pn: number, size: number, payload: Payload, now: number): void {
+    const p: SentPacket<Payload> = {
+      pn,
+      sentAt: now,
+      size,
+      ackEliciting: true,
+      inFlight: true,
+      acked: false,
+      lost: false,
+      lostAt: 0,
+      payload,
+      delivered: 0,
+      deliveredAt: 0,
+      firstSentAt: 0,
+      appLimited: false,
+    };
+    this.sampler.onSent(p, now, this.recovery.bytesInFlight);
+    this.recovery.onSent(p);
+    this.cc.onSent(size, now);
+    this.pacer.onSent(size, now);
+  }
+
+  private transmit(packet: Buffer, now: number): void {
+    this.counters.packetsSent++;
+    this.counters.bytesSent += packet.length;
+    this.lastSentAt = now;
+    try {
+      this.output(packet);
+    } catch {
+      // The socket is closing; loss recovery or the idle timeout will tell.
+    }
+  }
+
+  private sendAck(now: number): void {
+    this.windowUpdate = false;
+    this.advertised = this.consumed + DEFAULT_WINDOW;
+    const body = this.acks.build(now, this.advertised) ?? { largest: -1, ackDelayMicros: 0, maxData: this.advertised, ranges: [] };
+    if (body.largest < 0) {
+      // Nothing received to acknowledge (a window update before any packet): a PING-free ACK is not possible; skip.
+      return;
+    }
+    const buf = encodePacket(this.session, this.nextPn++, { type: 'ack', ...body });
+    this.transmit(buf, now);
+  }
+
+  private probe(now: number): void {
+    this.counters.probes++;
+    const oldest = this.recovery.oldestInFlight(PROBES);
+    let sent = 0;
+    for (const p of oldest) {
+      const m = p.payload;
+      if (m === null || m.acked) continue;
+      this.sendMessage(m, now);
+      sent++;
+    }
+    if (sent === 0) this.ping(now);
+  }
+
+  private ping(now: number): void {
+    const pn = this.nextPn++;
+    const buf = encodePacket(this.session, pn, { type: 'ping' });
+    this.track(pn, buf.length, null, now);
+    this.transmit(buf, now);
+  }
+
+  // ---- Timers --------------------------------------------------------------------------------
+
+  /** Does whatever is due now (loss timers, sending, ACKs, the idle timeout) and re-arms the timer. */
+  private dbgAt = 0;
+  private service(): void {
+    if (this.finished) return;
+    const now = this.clock();
+    if (process.env.SXDBG && now - this.dbgAt > 300) {
+      this.dbgAt = now;
+      const cc = this.cc as unknown as Record<string, unknown>;
+      console.error(`[${this.remote}] t=${now.toFixed(0)} inflight=${this.recovery.bytesInFlight} win=${this.cc.window.toFixed(0)} rate=${(this.cc.pacingRate).toFixed(1)}B/ms bw=${String(cc.bandwidth)} phase=${String(cc.phase)} srtt=${this.recovery.rtt.smoothed.toFixed(2)} min=${this.recovery.rtt.min.toFixed(2)} unacked=${this.unacked} q=${this.data.length}/${this.retransmit.length} sentNew=${this.sentNew} peerMax=${this.peerMaxData} sent=${this.counters.packetsSent} lost=${this.recovery.declaredLost} pto=${this.counters.probes}`);
+    }
+    if (now - this.lastReceivedAt > this.idleMs) {
+      this.fail(new SockxferError('E_TIMEOUT', `no packets from ${this.remote} for ${Math.round(this.idleMs / 1000)} s`));
+      this.finish(null, '');
+      return;
+    }
+    if (this.recovery.timerDeadline() <= now) {
+      const { lost, probe } = this.recovery.onTimer(now);
+      this.onLost(lost, now);
+      if (probe) this.probe(now);
+      this.updatePacing(now);
+    }
+    if (!this.failure || this.control.length > 0 || this.retransmit.length > 0) this.flush(now);
+    if (this.acks.due(now) || (this.windowUpdate && this.acks.largest >= 0)) this.sendAck(now);
+    // Keep-alive: a quiet connection pings a few times per idle period, so a live peer is never idle.
+    if (this.idleMs !== Infinity && now - this.lastSentAt > this.idleMs / 4 && this.recovery.inFlightCount === 0) this.ping(now);
+    this.arm(now);
+  }
+
+  private arm(now: number): void {
+    let at = Math.min(this.recovery.timerDeadline(), this.acks.deadline(), this.pacedUntil, this.lastReceivedAt + this.idleMs + 1);
+    if (this.idleMs !== Infinity) at = Math.min(at, this.lastSentAt + this.idleMs / 4 + 1);
+    if (at >= this.timerAt && this.timer !== null) return; // the armed timer fires first; it re-arms
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      this.service();
+    }, Math.max(0, Math.ceil(at - now)));
+  }
+
+  // ---- Ending --------------------------------------------------------------------------------
+
+  private fail(err: SockxferError): void {
+    if (this.failure) return;
+    this.failure = err;
+    for (const w of this.receivers.splice(0)) w.reject(err);
+    for (const w of this.drainers.splice(0)) w.reject(err);
+  }
+
+  /** Stops everything; `code` not null: tell the peer with a CLOSE first. */
+  private finish(code: number | null, message: string): void {
+    if (this.finished) return;
+    if (code !== null && !this.peerClosed) {
+      // Everything the peer sent is acknowledged first, so it need not resend anything.
+      const now = this.clock();
+      if (this.acks.largest >= 0) this.sendAck(now);
+      const buf = encodePacket(this.session, this.nextPn++, { type: 'close', code, message: message.slice(0, 500) });
+      this.transmit(buf, now);
+    }
+    this.finished = true;
+    this.fail(new SockxferError('E_CONNECTION_LOST', `connection to ${this.remote} closed`));
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.immediate !== null) clearImmediate(this.immediate);
+    this.immediate = null;
+    for (const f of this.flushers.splice(0)) f();
+    // Buffers the transfer layer lent us are free again.
+    for (const q of [this.retransmit, this.control, this.data]) for (const m of q.drain()) if (!m.acked) this.release(m);
+    this.onFinished?.();
+  }
+}

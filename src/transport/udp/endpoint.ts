@@ -1,0 +1,356 @@
+/**
+ * UDP sockets: the sender's connected socket (`connectUdp`) and the receiver's one socket that
+ * serves every sender (`listenUdp`), told apart by address, port and session id.
+ *
+ * Handshake (RFC 9000 §8.1 in spirit): INITIAL → RETRY with a cookie (stateless: an HMAC of the
+ * sender's address, port, session and the time) → INITIAL with the cookie → READY. Before the
+ * cookie comes back the receiver keeps no state and answers with no more than 3× the bytes it
+ * received, so a forged source address cannot turn it into an amplifier.
+ */
+import dgram from 'node:dgram';
+import dns from 'node:dns/promises';
+import net from 'node:net';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { SockxferError, errnoToCode, toSockxferError } from '../../errors.js';
+import { formatHostPort, type HostPort } from '../address.js';
+import { DEFAULT_WINDOW, UdpConnection, type CongestionName } from './connection.js';
+import {
+  DEFAULT_DATAGRAM_SIZE,
+  ETHERNET_DATAGRAM_SIZE,
+  MAX_DATAGRAM_SIZE,
+  MIN_DATAGRAM_SIZE,
+  decodePacket,
+  encodePacket,
+  type Packet,
+} from './packet.js';
+
+/** Kernel socket buffers asked for (Linux caps them at net.core.rmem_max / wmem_max). */
+const SOCKET_BUFFER = 4 * 1024 * 1024;
+/** First INITIAL retransmission; doubles each time until the connect timeout. */
+const HANDSHAKE_RETRY_MS = 250;
+/** How long a cookie stays valid. */
+const COOKIE_LIFETIME_S = 30;
+/** RFC 9000 §8.1: at most this many times the bytes received go to an address not yet validated. */
+export const AMPLIFICATION_LIMIT = 3;
+/** Connections one listening socket serves at once. */
+const MAX_CONNECTIONS = 1024;
+
+export interface UdpOptions {
+  /** UDP payload bytes per datagram, or 'ethernet' for the largest that fits a 1500-byte frame (1472 IPv4, 1452 IPv6). */
+  datagramSize: number | 'ethernet';
+  cc: CongestionName;
+  /** Cap on the sending rate, bytes per second (0: none). */
+  rateLimit: number;
+}
+
+export const DEFAULT_UDP_OPTIONS: UdpOptions = { datagramSize: DEFAULT_DATAGRAM_SIZE, cc: 'rate', rateLimit: 0 };
+
+function setBuffers(socket: dgram.Socket): void {
+  try {
+    socket.setRecvBufferSize(SOCKET_BUFFER);
+    socket.setSendBufferSize(SOCKET_BUFFER);
+  } catch {
+    // Not allowed to grow them: pacing keeps bursts small anyway.
+  }
+}
+
+function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+function sendError(err: NodeJS.ErrnoException, where: string): SockxferError {
+  if (err.code === 'EMSGSIZE') return new SockxferError('E_USAGE', `datagrams are too large for the path to ${where}; use a smaller --datagram-size`, { cause: err });
+  if (err.code === 'ECONNREFUSED') return new SockxferError('E_CONNECTION_LOST', `${where} stopped answering over UDP (port unreachable)`, { cause: err });
+  const code = (err.code ? errnoToCode(err.code) : undefined) ?? 'E_CONNECTION_LOST';
+  return new SockxferError(code === 'E_INTERNAL' ? 'E_CONNECTION_LOST' : code, `UDP to ${where} failed: ${err.message}`, { cause: err });
+}
+
+/** Connects to a receiver over UDP: resolves once the handshake is done. */
+export async function connectUdp(target: HostPort, options: UdpOptions & { timeoutMs: number; session: bigint; signal?: AbortSignal }): Promise<UdpConnection> {
+  const where = formatHostPort(target.host, target.port);
+  let address: { address: string; family: number };
+  try {
+    address = await dns.lookup(target.host);
+  } catch (err) {
+    throw new SockxferError('E_UNREACHABLE', `cannot connect to ${where}: no such host "${target.host}"`, { cause: err });
+  }
+  const family = address.family === 6 ? 'ipv6' : 'ipv4';
+  const datagramSize = options.datagramSize === 'ethernet' ? ETHERNET_DATAGRAM_SIZE[family] : options.datagramSize;
+  const socket = dgram.createSocket(family === 'ipv6' ? 'udp6' : 'udp4');
+  const failed = (err: SockxferError) => {
+    try {
+      socket.close();
+    } catch {
+      // already closed
+    }
+    return err;
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.connect(target.port, address.address, () => {
+        socket.removeListener('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    throw failed(sendError(err as NodeJS.ErrnoException, where));
+  }
+  setBuffers(socket);
+
+  // The handshake.
+  const { session } = options;
+  const started = performance.now();
+  const ready = await new Promise<{ peerWindow: number; peerDatagramSize: number; rtt: number | undefined }>((resolve, reject) => {
+    let cookie = Buffer.alloc(0);
+    let pn = 0;
+    let sentAt = 0;
+    let retransmitted = false;
+    let delay = HANDSHAKE_RETRY_MS;
+    let retry: NodeJS.Timeout | null = null;
+    const deadline = setTimeout(() => finish(new SockxferError('E_TIMEOUT', `no answer from ${where} over UDP within ${options.timeoutMs / 1000} s (is sockxfer receive running there, with UDP?)`)), options.timeoutMs);
+    const onAbort = () => finish(toSockxferError(options.signal?.reason, 'E_INTERRUPTED'));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const sendInitial = () => {
+      sentAt = performance.now();
+      socket.send(encodePacket(session, pn++, { type: 'initial', datagramSize, cookie }));
+      if (retry) clearTimeout(retry);
+      retry = setTimeout(() => {
+        retransmitted = true;
+        delay *= 2;
+        sendInitial();
+      }, delay);
+    };
+    const onMessage = (msg: Buffer) => {
+      const d = decodePacket(msg);
+      if (!d.ok || d.packet.session !== session) return;
+      const body = d.packet.body;
+      if (body.type === 'retry' && cookie.length === 0) {
+        cookie = Buffer.from(body.cookie);
+        retransmitted = false;
+        delay = HANDSHAKE_RETRY_MS;
+        sendInitial();
+      } else if (body.type === 'ready') {
+        finish(null, { peerWindow: body.window, peerDatagramSize: body.datagramSize, rtt: retransmitted ? undefined : performance.now() - sentAt });
+      }
+    };
+    const onError = (err: NodeJS.ErrnoException) =>
+      finish(
+        err.code === 'ECONNREFUSED'
+          ? new SockxferError('E_CONNECT_REFUSED', `cannot connect to ${where} over UDP: port unreachable (is sockxfer receive running there, with UDP?)`, { cause: err })
+          : sendError(err, where),
+      );
+    function finish(err: SockxferError | null, value?: { peerWindow: number; peerDatagramSize: number; rtt: number | undefined }) {
+      clearTimeout(deadline);
+      if (retry) clearTimeout(retry);
+      options.signal?.removeEventListener('abort', onAbort);
+      socket.removeListener('message', onMessage);
+      socket.removeListener('error', onError);
+      if (err) reject(err);
+      else resolve(value!);
+    }
+    socket.on('message', onMessage);
+    socket.on('error', onError);
+    sendInitial();
+  }).catch((err: SockxferError) => {
+    throw failed(err);
+  });
+
+  const remote = formatHostPort(plainAddress(address.address), target.port);
+  let closed = false;
+  const connection = new UdpConnection({
+    session,
+    remote,
+    datagramSize,
+    peerDatagramSize: datagramSize,
+    peerWindow: ready.peerWindow,
+    cc: options.cc,
+    rateLimit: options.rateLimit,
+    handshakeRtt: ready.rtt ?? Math.max(1, performance.now() - started),
+    output: (packet) => {
+      if (!closed) socket.send(packet);
+    },
+    onFinished: () => {
+      closed = true;
+      socket.close();
+    },
+  });
+  socket.on('message', (msg: Buffer) => {
+    const d = decodePacket(msg);
+    if (!d.ok) connection.onCorrupt();
+    else if (d.packet.session === session) connection.onPacket(d.packet, msg.length);
+  });
+  socket.on('error', (err: NodeJS.ErrnoException) => connection.onNetworkError(sendError(err, remote)));
+  return connection;
+}
+
+export interface UdpListener {
+  readonly host: string;
+  readonly port: number;
+  /** Stops taking new senders; the socket stays open for the connections in progress and closes after the last. */
+  close(): Promise<void>;
+  /** Datagrams dropped before reaching any connection (malformed, unknown session, over the limits). */
+  readonly dropped: number;
+}
+
+/** The stateless cookie: 4 bytes of time (seconds), 16 bytes of HMAC over time, address, port and session. */
+class CookieJar {
+  private readonly secret = randomBytes(32);
+
+  make(address: string, port: number, session: bigint, nowS = Math.floor(Date.now() / 1000)): Buffer {
+    const time = Buffer.allocUnsafe(4);
+    time.writeUInt32BE(nowS >>> 0);
+    return Buffer.concat([time, this.mac(time, address, port, session)]);
+  }
+
+  check(cookie: Buffer, address: string, port: number, session: bigint, nowS = Math.floor(Date.now() / 1000)): boolean {
+    if (cookie.length !== 20) return false;
+    const time = cookie.subarray(0, 4);
+    const age = nowS - time.readUInt32BE(0);
+    if (age < -5 || age > COOKIE_LIFETIME_S) return false;
+    return timingSafeEqual(cookie.subarray(4), this.mac(time, address, port, session));
+  }
+
+  private mac(time: Buffer, address: string, port: number, session: bigint): Buffer {
+    const s = Buffer.allocUnsafe(10);
+    s.writeBigUInt64BE(session, 0);
+    s.writeUInt16BE(port, 8);
+    return createHmac('sha256', this.secret).update(time).update(address).update(s).digest().subarray(0, 16);
+  }
+}
+
+/**
+ * Listens for senders on one UDP socket. Without a host: IPv6 and IPv4 on one dual-stack
+ * socket, or IPv4 only where the machine has no IPv6.
+ */
+export async function listenUdp(where: { host?: string; port: number }, onConnection: (connection: UdpConnection) => void): Promise<UdpListener> {
+  const bind = (type: 'udp4' | 'udp6', host: string) =>
+    new Promise<dgram.Socket>((resolve, reject) => {
+      const socket = dgram.createSocket({ type, ipv6Only: false });
+      socket.once('error', (err) => {
+        socket.close();
+        reject(err);
+      });
+      socket.bind({ port: where.port, address: host, exclusive: true }, () => {
+        socket.removeAllListeners('error');
+        resolve(socket);
+      });
+    });
+  let socket: dgram.Socket;
+  try {
+    if (where.host !== undefined) {
+      socket = await bind(net.isIPv6(where.host) ? 'udp6' : 'udp4', where.host);
+    } else {
+      try {
+        socket = await bind('udp6', '::');
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL') throw err;
+        socket = await bind('udp4', '0.0.0.0');
+      }
+    }
+  } catch (err) {
+    const e = toSockxferError(err, 'E_LISTEN');
+    throw new SockxferError(e.code === 'E_UNREACHABLE' ? 'E_LISTEN' : e.code, `cannot listen on ${formatHostPort(where.host ?? '::', where.port)} (udp): ${(err as Error).message}`, { cause: err });
+  }
+  setBuffers(socket);
+
+  const cookies = new CookieJar();
+  const connections = new Map<string, UdpConnection>();
+  /** The latest connection per address and port, to count corrupt datagrams against. */
+  const byAddress = new Map<string, UdpConnection>();
+  let accepting = true;
+  let socketClosed = false;
+  let dropped = 0;
+  const closeSocket = () => {
+    if (socketClosed) return;
+    socketClosed = true;
+    socket.close();
+  };
+  const reply = (buf: Buffer, rinfo: dgram.RemoteInfo) => {
+    if (!socketClosed) socket.send(buf, rinfo.port, rinfo.address);
+  };
+
+  const onInitial = (packet: Packet, size: number, rinfo: dgram.RemoteInfo, key: string, addressKey: string) => {
+    const body = packet.body;
+    if (body.type !== 'initial') return;
+    const existing = connections.get(key);
+    const peer = plainAddress(rinfo.address);
+    if (existing === undefined) {
+      if (!accepting || !cookies.check(body.cookie, peer, rinfo.port, packet.session)) {
+        if (!accepting) {
+          dropped++;
+          return;
+        }
+        const retry = encodePacket(packet.session, 0, { type: 'retry', cookie: cookies.make(peer, rinfo.port, packet.session) });
+        // The address is not validated yet: never answer with more than 3× what arrived.
+        if (retry.length <= AMPLIFICATION_LIMIT * size) reply(retry, rinfo);
+        else dropped++;
+        return;
+      }
+      if (connections.size >= MAX_CONNECTIONS) {
+        dropped++;
+        return;
+      }
+      const peerDatagramSize = Math.min(Math.max(body.datagramSize, MIN_DATAGRAM_SIZE), MAX_DATAGRAM_SIZE);
+      const connection = new UdpConnection({
+        session: packet.session,
+        remote: formatHostPort(peer, rinfo.port),
+        datagramSize: peerDatagramSize,
+        peerDatagramSize,
+        peerWindow: DEFAULT_WINDOW,
+        cc: 'rate',
+        rateLimit: 0,
+        output: (packet) => {
+          if (!socketClosed) socket.send(packet, rinfo.port, rinfo.address);
+        },
+        onFinished: () => {
+          connections.delete(key);
+          if (byAddress.get(addressKey) === connection) byAddress.delete(addressKey);
+          if (!accepting && connections.size === 0) closeSocket();
+        },
+      });
+      connections.set(key, connection);
+      byAddress.set(addressKey, connection);
+      reply(encodePacket(packet.session, 0, { type: 'ready', window: DEFAULT_WINDOW, datagramSize: peerDatagramSize }), rinfo);
+      onConnection(connection);
+      return;
+    }
+    // A repeated INITIAL: our READY was lost. The address is validated (the cookie came back).
+    reply(encodePacket(packet.session, 0, { type: 'ready', window: DEFAULT_WINDOW, datagramSize: existing.maxChunkSize }), rinfo);
+  };
+
+  socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
+    const addressKey = `${rinfo.address}|${rinfo.port}`;
+    const d = decodePacket(msg);
+    if (!d.ok) {
+      dropped++;
+      byAddress.get(addressKey)?.onCorrupt();
+      return;
+    }
+    const key = `${addressKey}|${msg.toString('hex', 8, 16)}`;
+    if (d.packet.body.type === 'initial') {
+      onInitial(d.packet, msg.length, rinfo, key, addressKey);
+      return;
+    }
+    const connection = connections.get(key);
+    if (connection) connection.onPacket(d.packet, msg.length);
+    else dropped++;
+  });
+  // Errors on an unconnected socket concern one datagram (an ICMP reply); the connection's own timers deal with a peer that is gone.
+  socket.on('error', () => {});
+
+  const address = socket.address();
+  return {
+    host: address.address,
+    port: address.port,
+    get dropped() {
+      return dropped;
+    },
+    close: () => {
+      accepting = false;
+      if (connections.size === 0) closeSocket();
+      return Promise.resolve();
+    },
+  };
+}
