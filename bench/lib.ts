@@ -40,11 +40,23 @@ export interface Proc {
   stderr: () => string;
   /** NDJSON events from stdout (when stdout is a pipe). */
   events: JsonEvent[];
+  /** performance.now() when each of `events` was read (same index). */
+  eventTimes: number[];
   /** Resolves with the first matching event; rejects if the process exits first or after `ms`. */
   waitFor: (pred: (e: JsonEvent) => boolean, ms: number) => Promise<JsonEvent>;
 }
 
 const live = new Set<ChildProcess>();
+let shuttingDown = false;
+
+/** From now on start() refuses to start anything (the bench is stopping: a signal). */
+export function shutDown(): void {
+  shuttingDown = true;
+}
+
+export function isShuttingDown(): boolean {
+  return shuttingDown;
+}
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
@@ -61,6 +73,7 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 
 /** Starts a process in its own process group and tracks it until it exits. */
 export function start(name: string, cmd: string, args: string[], stdio: StdioOptions, cwd = ROOT): Proc {
+  if (shuttingDown) throw new Error(`${name}: not started, the bench is stopping`);
   const started = performance.now();
   const child = spawn(cmd, args, { cwd, stdio, detached: true });
   live.add(child);
@@ -70,6 +83,7 @@ export function start(name: string, cmd: string, args: string[], stdio: StdioOpt
     stderr = (stderr + s).slice(-65536);
   });
   const events: JsonEvent[] = [];
+  const eventTimes: number[] = [];
   const waiters: Array<{ pred: (e: JsonEvent) => boolean; resolve: (e: JsonEvent) => void }> = [];
   if (child.stdout) {
     readline.createInterface({ input: child.stdout }).on('line', (line) => {
@@ -80,6 +94,7 @@ export function start(name: string, cmd: string, args: string[], stdio: StdioOpt
         return;
       }
       events.push(e);
+      eventTimes.push(performance.now());
       for (const w of waiters.splice(0)) {
         if (w.pred(e)) w.resolve(e);
         else waiters.push(w);
@@ -116,7 +131,7 @@ export function start(name: string, cmd: string, args: string[], stdio: StdioOpt
       });
     });
   };
-  return { name, child, started, exited, stderr: () => stderr, events, waitFor };
+  return { name, child, started, exited, stderr: () => stderr, events, eventTimes, waitFor };
 }
 
 export function describeExit(x: Exit): string {

@@ -1,14 +1,21 @@
 /**
- * `npm run bench [-- --size 1G --rounds 5 --only tcp --dir D --json-out FILE]`
+ * `npm run bench [-- --only tcp,udp,relay --size 1G --rounds 9 --relay-size 64M --relay-losses 0,1,2,5 ...]`
  *
- * File-to-file throughput over loopback (127.0.0.1 only): sockxfer over TCP (xxh128 and sha256)
- * against netcat (netcat-openbsd) in the same run, alternating the order every round, medians
- * at the end. Every process the bench starts is stopped when it ends, errors or is interrupted.
+ * Three sections, all over 127.0.0.1 only, file to file:
+ *   tcp:   sockxfer over TCP (xxh128 and sha256) against netcat (netcat-openbsd), alternating the
+ *          order every round, medians at the end.
+ *   udp:   a raw Node datagram blast (bench/blast.ts), sockxfer --udp and sockxfer over TCP,
+ *          1472-byte datagrams, paired rounds, medians of the per-round ratios.
+ *   relay: sockxfer --udp through the impairment relay (bench/relay-process.ts) at 100 Mbit/s
+ *          and 50 ms RTT, one run per random-loss rate, PASS/FAIL against the issue's bars.
+ * Every process the bench starts is stopped when it ends, errors or is interrupted. The bars
+ * are reported, not enforced: a FAIL does not change the exit status.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE } from '../src/transport/udp/packet.js';
 import {
   BIN,
   commandPath,
@@ -18,9 +25,8 @@ import {
   median,
   parseSize,
   randomFile,
-  readPeakRssKiB,
   runCommand,
-  sha256File,
+  shutDown,
   start,
   stopAll,
   stopAllSync,
@@ -29,26 +35,64 @@ import {
   describeExit,
   type Proc,
 } from './lib.js';
+import { checkOutput, f1, f2, f3, mbps, prepare, row, rssMB, runXfer, VERIFIED_TEXT, type Context, type Verified } from './common.js';
+import { LOOPBACK_DATAGRAM, loopbackHeader, relayHeader, runLoopback, runRelay, type LoopbackResult, type RelayResult } from './udp.js';
 
 const USAGE = `usage: npm run bench [-- options]   (or: node dist/bench/run.js [options])
-  --size <n>        size of the file sent, with K/M/G suffixes (binary) (default 1G)
-  --rounds <n>      rounds; each runs nc, sockxfer xxh128 and sockxfer sha256 once (default 9: single rounds vary a lot on a shared machine)
-  --only <t>        sockxfer transport to measure; only "tcp" exists so far (default tcp)
+  --only <list>     sections to run, comma-separated: tcp, udp, relay (default: all three)
+                      tcp:   sockxfer tcp (xxh128, sha256) against nc
+                      udp:   raw Node datagram blast vs sockxfer --udp vs sockxfer tcp, ${LOOPBACK_DATAGRAM}-byte datagrams
+                      relay: sockxfer --udp through the impairment relay, 100 Mbit/s, 50 ms RTT, random loss
+  --size <n>        size of the file sent in the tcp and udp sections, with K/M/G suffixes (binary)
+                    (default: 1G for tcp, 256M for udp)
+  --rounds <n>      rounds of the tcp and udp sections (default: 9 for tcp, 5 for udp; single
+                    rounds vary a lot on a shared machine)
+  --udp-size <n>    the udp section's file size (overrides --size there)
+  --udp-rounds <n>  the udp section's rounds (overrides --rounds there)
+  --relay-size <n>  the relay section's file size (default 64M)
+  --relay-losses <list>  random-loss rates in percent, applied to both directions (default 0,1,2,5)
+  --relay-seed <n>  the relay's seed (default 1)
+  --relay-datagram-size <n>  sockxfer --datagram-size in the relay section (default ${LOOPBACK_DATAGRAM}; "ethernet" or ${MIN_DATAGRAM_SIZE}-${MAX_DATAGRAM_SIZE})
   --dir <folder>    where to put the work folder (a fresh folder is made inside it and removed
                     at the end; default: the system temporary folder)
-  --json-out <file> also write the summary as JSON to <file>
+  --json-out <file> also write the results as JSON to <file>
   -h, --help        this text`;
 
+type Section = 'tcp' | 'udp' | 'relay';
+const SECTIONS: Section[] = ['tcp', 'udp', 'relay'];
+
 interface Options {
-  size: number;
-  rounds: number;
-  only: 'tcp';
+  /** Explicit --size / --rounds (null: each section's default). */
+  size: number | null;
+  rounds: number | null;
+  udpSize: number | null;
+  udpRounds: number | null;
+  only: Section[];
+  relaySize: number;
+  relayLosses: number[];
+  relaySeed: number;
+  relayDatagramSize: number | 'ethernet';
   dir: string;
   jsonOut: string | null;
 }
 
+const TCP_DEFAULTS = { size: 1024 ** 3, rounds: 9 };
+const UDP_DEFAULTS = { size: 256 * 1024 ** 2, rounds: 5 };
+
 function parseArgs(argv: string[]): Options {
-  const o: Options = { size: 1024 ** 3, rounds: 9, only: 'tcp', dir: os.tmpdir(), jsonOut: null };
+  const o: Options = {
+    size: null,
+    rounds: null,
+    udpSize: null,
+    udpRounds: null,
+    only: [...SECTIONS],
+    relaySize: 64 * 1024 ** 2,
+    relayLosses: [0, 1, 2, 5],
+    relaySeed: 1,
+    relayDatagramSize: LOOPBACK_DATAGRAM,
+    dir: os.tmpdir(),
+    jsonOut: null,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
@@ -59,25 +103,62 @@ function parseArgs(argv: string[]): Options {
       if (v === undefined) usageError(`${name} needs a value`);
       return v;
     };
+    const size = (): number => {
+      const v = value();
+      const n = parseSize(v);
+      if (n === null) usageError(`${name}: expected a size such as 256M or 1G, got "${v}"`);
+      return n;
+    };
+    const rounds = (): number => {
+      const v = value();
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 1000) usageError(`${name}: expected a whole number from 1 to 1000, got "${v}"`);
+      return n;
+    };
     switch (name) {
-      case '--size': {
-        const v = value();
-        const n = parseSize(v);
-        if (n === null) usageError(`--size: expected a size such as 256M or 1G, got "${v}"`);
-        o.size = n;
+      case '--size':
+        o.size = size();
         break;
-      }
-      case '--rounds': {
-        const v = value();
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 1 || n > 1000) usageError(`--rounds: expected a whole number from 1 to 1000, got "${v}"`);
-        o.rounds = n;
+      case '--rounds':
+        o.rounds = rounds();
         break;
-      }
+      case '--udp-size':
+        o.udpSize = size();
+        break;
+      case '--udp-rounds':
+        o.udpRounds = rounds();
+        break;
+      case '--relay-size':
+        o.relaySize = size();
+        break;
       case '--only': {
         const v = value().toLowerCase();
-        if (v !== 'tcp') usageError(`--only: only "tcp" is available in this version, got "${v}"`);
-        o.only = 'tcp';
+        const list = v.split(',').map((x) => x.trim());
+        if (list.length === 0 || list.some((x) => !(SECTIONS as string[]).includes(x))) usageError(`--only: expected tcp, udp or relay (comma-separated), got "${v}"`);
+        o.only = SECTIONS.filter((x) => list.includes(x));
+        break;
+      }
+      case '--relay-losses': {
+        const v = value();
+        const list = v.split(',').map((x) => x.trim().replace(/%$/, ''));
+        const nums = list.map((x) => (/^\d+(\.\d+)?$/.test(x) ? Number(x) : NaN));
+        if (nums.some((n) => !Number.isFinite(n) || n < 0 || n >= 100)) usageError(`--relay-losses: expected loss rates in percent (0 to under 100), comma-separated, e.g. 0,1,2,5; got "${v}"`);
+        o.relayLosses = nums;
+        break;
+      }
+      case '--relay-seed': {
+        const v = value();
+        if (!/^\d+$/.test(v) || Number(v) > 0xffffffff) usageError(`--relay-seed: expected an integer from 0 to 4294967295, got "${v}"`);
+        o.relaySeed = Number(v);
+        break;
+      }
+      case '--relay-datagram-size': {
+        const v = value().toLowerCase();
+        const n = Number(v);
+        if (v !== 'ethernet' && !(/^\d+$/.test(v) && n >= MIN_DATAGRAM_SIZE && n <= MAX_DATAGRAM_SIZE)) {
+          usageError(`--relay-datagram-size: expected "ethernet" or bytes from ${MIN_DATAGRAM_SIZE} to ${MAX_DATAGRAM_SIZE}, got "${v}"`);
+        }
+        o.relayDatagramSize = v === 'ethernet' ? 'ethernet' : n;
         break;
       }
       case '--dir':
@@ -121,43 +202,11 @@ interface Run {
   verified: Verified;
 }
 
-/** How an output was checked: its SHA-256 read back, or its size (+ the SHA-256 sockxfer reported). */
-type Verified = 'sha256' | 'size' | 'size+reported-sha256';
-
-interface Context {
-  size: number;
-  work: string;
-  src: string;
-  srcSha256: string;
-  outDir: string;
+interface TcpContext extends Context {
   nc: string | null;
-  gnuTime: string | null;
-  /** Longest a single timed run may take before it is killed. */
-  limitMs: number;
 }
 
-function mbps(bytes: number, seconds: number): number {
-  return bytes / seconds / 1e6;
-}
-
-/** Before every timed run: no previous output, dirty pages written back. */
-async function prepare(ctx: Context): Promise<void> {
-  for (const name of await fsp.readdir(ctx.outDir)) await fsp.rm(path.join(ctx.outDir, name), { force: true, recursive: true });
-  const r = await runCommand('sync', [], 120_000);
-  if (r.code !== 0) throw new Error(`sync failed: ${r.stderr.trim()}`);
-}
-
-async function checkOutput(ctx: Context, file: string, what: string, hash: boolean): Promise<'sha256' | 'size'> {
-  const st = await fsp.stat(file).catch(() => null);
-  if (!st) throw new Error(`${what}: no output file ${file}`);
-  if (st.size !== ctx.size) throw new Error(`${what}: output has ${st.size} bytes, the source ${ctx.size}`);
-  if (!hash) return 'size';
-  const sha = await sha256File(file);
-  if (sha !== ctx.srcSha256) throw new Error(`${what}: output SHA-256 ${sha} differs from the source's ${ctx.srcSha256}`);
-  return 'sha256';
-}
-
-async function runNc(ctx: Context, round: number, verifyHash: boolean): Promise<Run> {
+async function runNc(ctx: TcpContext, round: number, verifyHash: boolean): Promise<Run> {
   const nc = ctx.nc!;
   await prepare(ctx);
   const out = path.join(ctx.outDir, 'nc.out');
@@ -186,60 +235,21 @@ async function runNc(ctx: Context, round: number, verifyHash: boolean): Promise<
   return { round, variant: 'nc', seconds, mbPerSecond: mbps(ctx.size, seconds), fsyncSeconds, verified };
 }
 
-/** sockxfer, wrapped in GNU time (peak RSS) when there is one. */
-function startSockxfer(ctx: Context, name: string, args: string[], rssFile: string): Proc {
-  const stdio: ['ignore', 'pipe', 'pipe'] = ['ignore', 'pipe', 'pipe'];
-  if (ctx.gnuTime) return start(name, ctx.gnuTime, ['-f', '%M', '-o', rssFile, process.execPath, BIN, ...args], stdio);
-  return start(name, process.execPath, [BIN, ...args], stdio);
-}
-
-async function runSockxfer(ctx: Context, round: number, hash: 'xxh128' | 'sha256', verifyHash: boolean): Promise<Run> {
-  await prepare(ctx);
-  const recvRss = path.join(ctx.work, 'rss-receiver');
-  const sendRss = path.join(ctx.work, 'rss-sender');
-  await fsp.rm(recvRss, { force: true });
-  await fsp.rm(sendRss, { force: true });
-  const recv = startSockxfer(ctx, `sockxfer receive (${hash})`, ['receive', '--port', '0', '--host', '127.0.0.1', '--dir', ctx.outDir, '--once', '--json'], recvRss);
-  const listening = await recv.waitFor((e) => e.event === 'listening', 15_000);
-  const port = listening.port as number;
-  const send = startSockxfer(ctx, `sockxfer send (${hash})`, ['send', ctx.src, `127.0.0.1:${port}`, '--json', '--hash', hash], sendRss);
-  const [xs, xr] = await Promise.all([waitExit(send, ctx.limitMs), waitExit(recv, ctx.limitMs)]);
-  const seconds = (Math.max(xs.at, xr.at) - send.started) / 1000;
-  if (xs.code !== 0) throw new Error(`sockxfer send --hash ${hash}: ${describeExit(xs)}; stderr:\n${send.stderr().trim()}`);
-  if (xr.code !== 0) throw new Error(`sockxfer receive (${hash}): ${describeExit(xr)}; stderr:\n${recv.stderr().trim()}`);
-  // Let the stdout readers take in the last lines ('exit' can come before them).
-  await Promise.all([send, recv].map((p) => new Promise((resolve) => (p.child.stdout && !p.child.stdout.closed ? p.child.stdout.once('close', resolve) : resolve(null)))));
-  const sent = [...send.events].reverse().find((e) => e.event === 'done');
-  const got = [...recv.events].reverse().find((e) => e.event === 'done');
-  if (!sent || !got) throw new Error(`sockxfer (${hash}): exit 0 but no done event from the ${sent ? 'receiver' : 'sender'}`);
-  if (sent.hash !== got.hash || sent.bytes !== ctx.size || got.bytes !== ctx.size) {
-    throw new Error(`sockxfer (${hash}): sender and receiver disagree: ${JSON.stringify(sent)} vs ${JSON.stringify(got)}`);
-  }
-  if (hash === 'sha256' && sent.hash !== ctx.srcSha256) throw new Error(`sockxfer (sha256): reported ${String(sent.hash)}, the source is ${ctx.srcSha256}`);
-  const checked = await checkOutput(ctx, path.join(ctx.outDir, path.basename(ctx.src)), `sockxfer (${hash})`, verifyHash);
-  const verified: Verified = checked === 'size' && hash === 'sha256' ? 'size+reported-sha256' : checked;
+async function runSockxfer(ctx: TcpContext, round: number, hash: 'xxh128' | 'sha256', verifyHash: boolean): Promise<Run> {
+  const r = await runXfer(ctx, { label: `sockxfer tcp (${hash})`, hash, transport: 'tcp', verifyHash });
   return {
     round,
     variant: hash,
-    seconds,
-    mbPerSecond: mbps(ctx.size, seconds),
-    senderPeakRssKiB: ctx.gnuTime ? await readPeakRssKiB(sendRss) : null,
-    receiverPeakRssKiB: ctx.gnuTime ? await readPeakRssKiB(recvRss) : null,
-    verified,
+    seconds: r.wallSeconds,
+    mbPerSecond: mbps(ctx.size, r.wallSeconds),
+    senderPeakRssKiB: r.senderPeakRssKiB,
+    receiverPeakRssKiB: r.receiverPeakRssKiB,
+    verified: r.verified,
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Printing
-
-const f1 = (n: number | null | undefined): string => (n === null || n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(1));
-const f2 = (n: number | null | undefined): string => (n === null || n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(2));
-const f3 = (n: number | null | undefined): string => (n === null || n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(3));
-const rssMB = (kib: number | null | undefined): number | null => (kib === null || kib === undefined ? null : (kib * 1024) / 1e6);
-
-function row(cells: string[], widths: number[]): string {
-  return '  ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-}
 
 function printRound(runs: Run[], size: number, round: number, rounds: number, order: Variant[]): void {
   const nc = runs.find((r) => r.variant === 'nc');
@@ -260,12 +270,7 @@ function printRound(runs: Run[], size: number, round: number, rounds: number, or
       );
     }
   }
-  const how: Record<Verified, string> = {
-    sha256: 'SHA-256 identical',
-    size: 'size identical',
-    'size+reported-sha256': 'size identical, reported SHA-256 = source',
-  };
-  const checks = runs.map((r) => `${LABEL[r.variant]}: ${how[r.verified]}`);
+  const checks = runs.map((r) => `${LABEL[r.variant]}: ${VERIFIED_TEXT[r.verified]}`);
   console.log(`  output check: ${checks.join('; ')}`);
 }
 
@@ -277,6 +282,7 @@ let interrupted = false;
 
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
+    shutDown(); // nothing new starts while (and after) everything is stopped
     await stopAll();
     if (workDir) await fsp.rm(workDir, { recursive: true, force: true }).catch(() => {});
     workDir = null;
@@ -300,13 +306,15 @@ function installHandlers(): void {
   });
 }
 
-async function environment(gnuTime: string | null, nc: string | null) {
-  let congestion = 'n/a';
+function readProcFile(file: string): string {
   try {
-    congestion = fs.readFileSync('/proc/sys/net/ipv4/tcp_congestion_control', 'utf8').trim();
+    return fs.readFileSync(file, 'utf8').trim();
   } catch {
-    /* not Linux */
+    return 'n/a'; // not Linux
   }
+}
+
+async function environment(gnuTime: string | null, nc: string | null) {
   const v = await runCommand(process.execPath, [BIN, '--version'], 30_000);
   const version = v.stdout.trim() || `(sockxfer --version failed: ${v.stderr.trim()})`;
   const warnings = v.stderr.trim();
@@ -319,19 +327,27 @@ async function environment(gnuTime: string | null, nc: string | null) {
     cpu: cpus[0]?.model ?? 'unknown',
     cpus: cpus.length,
     memoryGiB: Number((os.totalmem() / 1024 ** 3).toFixed(1)),
-    tcpCongestionControl: congestion,
+    tcpCongestionControl: readProcFile('/proc/sys/net/ipv4/tcp_congestion_control'),
+    /** Caps on SO_RCVBUF / SO_SNDBUF for unprivileged sockets (UDP). */
+    rmemMax: readProcFile('/proc/sys/net/core/rmem_max'),
+    wmemMax: readProcFile('/proc/sys/net/core/wmem_max'),
     nc,
     gnuTime,
   };
 }
 
-async function main(): Promise<void> {
-  const opts = parseArgs(process.argv.slice(2));
-  installHandlers();
-  if (!fs.existsSync(BIN)) {
-    throw new Error(`${BIN} is missing: build first with \`npx tsc -p .\` (or npm run build)`);
-  }
+/** A fresh random source file of `size` bytes for one section, in its own folder. */
+async function makeSource(work: string, section: Section, size: number): Promise<{ dir: string; src: string; srcSha256: string }> {
+  const dir = path.join(work, `src-${section}`);
+  await fsp.mkdir(dir);
+  const src = path.join(dir, 'bench-source.bin');
+  const g0 = performance.now();
+  const srcSha256 = await randomFile(src, size);
+  console.log(`  source: ${formatBytes(size)} of random bytes in ${((performance.now() - g0) / 1000).toFixed(1)} s, SHA-256 ${srcSha256}`);
+  return { dir, src, srcSha256 };
+}
 
+async function findNc(): Promise<string | null> {
   let nc = await commandPath('nc');
   if (!nc) {
     console.log('bench: nc (netcat) not found: the netcat reference is skipped, ratios are n/a.');
@@ -344,36 +360,45 @@ async function main(): Promise<void> {
       nc = null;
     }
   }
-  let gnuTime: string | null = null;
-  try {
-    fs.accessSync('/usr/bin/time', fs.constants.X_OK);
-    gnuTime = '/usr/bin/time';
-  } catch {
-    console.log('bench: /usr/bin/time (GNU time) not found: peak RSS is n/a (apt-get install time).');
-  }
+  return nc;
+}
 
-  const env = await environment(gnuTime, nc);
-  console.log(`sockxfer loopback benchmark: ${formatBytes(opts.size)} file to file over 127.0.0.1, ${opts.rounds} round(s), MB = 1e6 bytes`);
-  console.log(`  ${env.sockxfer}`);
-  if (env.sockxferWarnings) console.log(`  ${env.sockxferWarnings}`);
-  console.log(`  kernel ${env.kernel}; CPU ${env.cpu} x ${env.cpus}; ${env.memoryGiB} GiB RAM; TCP congestion control: ${env.tcpCongestionControl}`);
-  console.log(`  reference: ${nc ? `${nc} (OpenBSD netcat)` : 'none (nc missing)'}; peak RSS via ${gnuTime ?? 'n/a'}`);
+interface TcpResult {
+  size: number;
+  rounds: number;
+  sourceSha256: string;
+  runs: Run[];
+  summary: ReturnType<typeof tcpSummary>;
+}
 
-  await fsp.mkdir(opts.dir, { recursive: true });
-  workDir = await fsp.mkdtemp(path.join(opts.dir, 'sockxfer-bench-'));
-  const srcDir = path.join(workDir, 'src');
-  const outDir = path.join(workDir, 'out');
-  await fsp.mkdir(srcDir);
-  await fsp.mkdir(outDir);
-  const src = path.join(srcDir, 'bench-source.bin');
-  console.log(`  work folder ${workDir}`);
-  const g0 = performance.now();
-  const srcSha256 = await randomFile(src, opts.size);
-  console.log(`  source: ${formatBytes(opts.size)} of random bytes in ${((performance.now() - g0) / 1000).toFixed(1)} s, SHA-256 ${srcSha256}`);
+function tcpSummary(all: Run[], size: number, nc: string | null) {
+  const of = (v: Variant) => all.filter((r) => r.variant === v);
+  const medianMB = (v: Variant) => median(of(v).map((r) => r.mbPerSecond));
+  const ncFsync = median(of('nc').map((r) => mbps(size, r.seconds + (r.fsyncSeconds ?? 0))));
+  const ratio = (v: Variant, ref: (r: Run) => number) =>
+    nc ? median(of(v).map((r) => { const n = all.find((x) => x.variant === 'nc' && x.round === r.round)!; return r.mbPerSecond / ref(n); })) : null;
+  const vsNc = (n: Run) => n.mbPerSecond;
+  const vsNcFsync = (n: Run) => mbps(size, n.seconds + (n.fsyncSeconds ?? 0));
+  const maxRss = (key: 'senderPeakRssKiB' | 'receiverPeakRssKiB') => {
+    const xs = all.map((r) => r[key]).filter((x): x is number => typeof x === 'number');
+    return xs.length ? Math.max(...xs) : null;
+  };
+  return {
+    nc: { medianMBps: medianMB('nc'), medianMBpsWithFsync: ncFsync },
+    xxh128: { medianMBps: medianMB('xxh128'), medianRatioVsNc: ratio('xxh128', vsNc), medianRatioVsNcWithFsync: ratio('xxh128', vsNcFsync) },
+    sha256: { medianMBps: medianMB('sha256'), medianRatioVsNc: ratio('sha256', vsNc), medianRatioVsNcWithFsync: ratio('sha256', vsNcFsync) },
+    maxSenderPeakRssMB: rssMB(maxRss('senderPeakRssKiB')),
+    maxReceiverPeakRssMB: rssMB(maxRss('receiverPeakRssKiB')),
+  };
+}
 
-  const ctx: Context = { size: opts.size, work: workDir, src, srcSha256, outDir, nc, gnuTime, limitMs: 60_000 + Math.ceil((opts.size / 5e6) * 1000) };
+/** The tcp section: sockxfer tcp (xxh128, sha256) against nc. A failure ends the bench. */
+async function runTcpSection(work: string, outDir: string, size: number, rounds: number, nc: string | null, gnuTime: string | null): Promise<TcpResult> {
+  console.log(`\n== tcp loopback: ${formatBytes(size)} file to file over 127.0.0.1, ${rounds} round(s): ${nc ? 'nc, ' : ''}sockxfer tcp xxh128, sockxfer tcp sha256; MB = 1e6 bytes`);
+  const { dir, src, srcSha256 } = await makeSource(work, 'tcp', size);
+  const ctx: TcpContext = { size, work, src, srcSha256, outDir, nc, gnuTime, limitMs: 60_000 + Math.ceil((size / 5e6) * 1000) };
   const all: Run[] = [];
-  for (let k = 0; k < opts.rounds; k++) {
+  for (let k = 0; k < rounds; k++) {
     const forward: Variant[] = nc ? ['nc', 'xxh128', 'sha256'] : ['xxh128', 'sha256'];
     const order = k % 2 === 0 ? forward : [...forward].reverse();
     const runs: Run[] = [];
@@ -381,31 +406,13 @@ async function main(): Promise<void> {
       const verify = k === 0; // SHA-256 of every output in the first round; sizes every round
       runs.push(v === 'nc' ? await runNc(ctx, k, verify) : await runSockxfer(ctx, k, v, verify));
     }
-    printRound(runs, opts.size, k, opts.rounds, order);
+    printRound(runs, size, k, rounds, order);
     all.push(...runs);
   }
+  await fsp.rm(dir, { recursive: true, force: true });
 
-  // Summary
-  const of = (v: Variant) => all.filter((r) => r.variant === v);
-  const medianMB = (v: Variant) => median(of(v).map((r) => r.mbPerSecond));
-  const ncFsync = median(of('nc').map((r) => mbps(opts.size, r.seconds + (r.fsyncSeconds ?? 0))));
-  const ratio = (v: Variant, ref: (r: Run) => number) =>
-    nc ? median(of(v).map((r) => { const n = all.find((x) => x.variant === 'nc' && x.round === r.round)!; return r.mbPerSecond / ref(n); })) : null;
-  const vsNc = (n: Run) => n.mbPerSecond;
-  const vsNcFsync = (n: Run) => mbps(opts.size, n.seconds + (n.fsyncSeconds ?? 0));
-  const maxRss = (key: 'senderPeakRssKiB' | 'receiverPeakRssKiB') => {
-    const xs = all.map((r) => r[key]).filter((x): x is number => typeof x === 'number');
-    return xs.length ? Math.max(...xs) : null;
-  };
-  const summary = {
-    nc: { medianMBps: medianMB('nc'), medianMBpsWithFsync: ncFsync },
-    xxh128: { medianMBps: medianMB('xxh128'), medianRatioVsNc: ratio('xxh128', vsNc), medianRatioVsNcWithFsync: ratio('xxh128', vsNcFsync) },
-    sha256: { medianMBps: medianMB('sha256'), medianRatioVsNc: ratio('sha256', vsNc), medianRatioVsNcWithFsync: ratio('sha256', vsNcFsync) },
-    maxSenderPeakRssMB: rssMB(maxRss('senderPeakRssKiB')),
-    maxReceiverPeakRssMB: rssMB(maxRss('receiverPeakRssKiB')),
-  };
-
-  console.log(`\nsummary: ${formatBytes(opts.size)}, ${opts.rounds} round(s), medians, MB/s with MB = 1e6 bytes; ratio = median of per-round sockxfer/nc`);
+  const summary = tcpSummary(all, size, nc);
+  console.log(`\nsummary: ${formatBytes(size)}, ${rounds} round(s), medians, MB/s with MB = 1e6 bytes; ratio = median of per-round sockxfer/nc`);
   const w = [22, 10, 13, 21];
   console.log(row(['variant', 'MB/s', 'ratio vs nc', 'ratio vs nc+fsync'], w));
   console.log(row([LABEL.nc, f1(summary.nc.medianMBps), nc ? '1.00' : 'n/a', '-'], w));
@@ -416,16 +423,98 @@ async function main(): Promise<void> {
   console.log(`  peak RSS (max over all sockxfer runs): sender ${f1(summary.maxSenderPeakRssMB)} MB, receiver ${f1(summary.maxReceiverPeakRssMB)} MB`);
   console.log('  nc: timed from sender start until the receiving nc exits; "nc + fsync" adds an fsync of its output, which sockxfer does before it commits.');
   console.log('  sockxfer: timed from sender spawn until both sender and receiver exited (includes Node start-up, whole-file hash, fsync, atomic rename).');
+  return { size, rounds, sourceSha256: srcSha256, runs: all, summary };
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  installHandlers();
+  if (!fs.existsSync(BIN)) {
+    throw new Error(`${BIN} is missing: build first with \`npx tsc -p .\` (or npm run build)`);
+  }
+  const want = (s: Section) => opts.only.includes(s);
+  const tcpSize = opts.size ?? TCP_DEFAULTS.size;
+  const tcpRounds = opts.rounds ?? TCP_DEFAULTS.rounds;
+  const udpSize = opts.udpSize ?? opts.size ?? UDP_DEFAULTS.size;
+  const udpRounds = opts.udpRounds ?? opts.rounds ?? UDP_DEFAULTS.rounds;
+
+  const nc = want('tcp') ? await findNc() : null;
+  let gnuTime: string | null = null;
+  try {
+    fs.accessSync('/usr/bin/time', fs.constants.X_OK);
+    gnuTime = '/usr/bin/time';
+  } catch {
+    console.log('bench: /usr/bin/time (GNU time) not found: peak RSS is n/a (apt-get install time).');
+  }
+
+  const env = await environment(gnuTime, nc);
+  const plan = [
+    want('tcp') ? `tcp (${formatBytes(tcpSize)} x ${tcpRounds} round(s))` : null,
+    want('udp') ? `udp (${formatBytes(udpSize)} x ${udpRounds} round(s))` : null,
+    want('relay') ? `relay (${formatBytes(opts.relaySize)} at ${opts.relayLosses.map((p) => `${p}%`).join(', ')} loss)` : null,
+  ].filter((x) => x !== null);
+  console.log(`sockxfer benchmark over 127.0.0.1: ${plan.join('; ')}`);
+  console.log(`  ${env.sockxfer}`);
+  if (env.sockxferWarnings) console.log(`  ${env.sockxferWarnings}`);
+  console.log(`  kernel ${env.kernel}; CPU ${env.cpu} x ${env.cpus}; ${env.memoryGiB} GiB RAM; TCP congestion control: ${env.tcpCongestionControl}; rmem_max ${env.rmemMax}, wmem_max ${env.wmemMax}`);
+  if (want('tcp')) console.log(`  reference: ${nc ? `${nc} (OpenBSD netcat)` : 'none (nc missing)'}; peak RSS via ${gnuTime ?? 'n/a'}`);
+  else console.log(`  peak RSS via ${gnuTime ?? 'n/a'}`);
+
+  await fsp.mkdir(opts.dir, { recursive: true });
+  workDir = await fsp.mkdtemp(path.join(opts.dir, 'sockxfer-bench-'));
+  const work = workDir;
+  const outDir = path.join(work, 'out');
+  await fsp.mkdir(outDir);
+  console.log(`  work folder ${work}`);
+
+  let tcp: TcpResult | null = null;
+  let udp: LoopbackResult | null = null;
+  let relay: RelayResult | null = null;
+  if (want('tcp')) tcp = await runTcpSection(work, outDir, tcpSize, tcpRounds, nc, gnuTime);
+  if (want('udp')) {
+    loopbackHeader(udpSize, udpRounds);
+    const { dir, src, srcSha256 } = await makeSource(work, 'udp', udpSize);
+    const ctx: Context = { size: udpSize, work, src, srcSha256, outDir, gnuTime, limitMs: 60_000 + Math.ceil((udpSize / 5e6) * 1000) };
+    udp = await runLoopback(ctx, udpRounds);
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+  if (want('relay')) {
+    relayHeader(opts.relaySize, opts.relayLosses, opts.relaySeed, opts.relayDatagramSize);
+    const { dir, src, srcSha256 } = await makeSource(work, 'relay', opts.relaySize);
+    // At 100 Mbit/s a MiB takes 0.08 s; allow 1 MB/s (heavy loss) plus a minute.
+    const ctx: Context = { size: opts.relaySize, work, src, srcSha256, outDir, gnuTime, limitMs: 60_000 + Math.ceil((opts.relaySize / 1e6) * 1000) };
+    relay = await runRelay(ctx, opts.relayLosses, opts.relaySeed, opts.relayDatagramSize);
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+
+  if (udp || relay) {
+    console.log('\nbars (reported, not enforced):');
+    if (udp) console.log(`  ${udp.summary.bar.pass ? 'PASS' : 'FAIL'}  ${udp.summary.bar.name}: ${f2(udp.summary.bar.value)}`);
+    for (const b of relay?.bars ?? []) console.log(`  ${b.pass ? 'PASS' : 'FAIL'}  relay ${b.name}: ${b.kind === 'max' ? (b.value === null ? 'n/a' : `${(b.value * 100).toFixed(2)}%`) : f1(b.value)}`);
+  }
 
   if (opts.jsonOut) {
     const doc = {
       command: ['node', path.relative(process.cwd(), process.argv[1] ?? 'dist/bench/run.js'), ...process.argv.slice(2)].join(' '),
       date: new Date().toISOString(),
-      options: { size: opts.size, rounds: opts.rounds, only: opts.only },
+      options: {
+        only: opts.only.join(','),
+        size: tcp ? tcpSize : null,
+        rounds: tcp ? tcpRounds : null,
+        udpSize: udp ? udpSize : null,
+        udpRounds: udp ? udpRounds : null,
+        relaySize: relay ? opts.relaySize : null,
+        relayLossesPercent: relay ? opts.relayLosses : null,
+        relaySeed: relay ? opts.relaySeed : null,
+        relayDatagramSize: relay ? opts.relayDatagramSize : null,
+      },
       environment: env,
-      sourceSha256: srcSha256,
-      runs: all,
-      summary,
+      // The tcp section, under the names the earlier versions used:
+      sourceSha256: tcp?.sourceSha256 ?? null,
+      runs: tcp?.runs ?? [],
+      summary: tcp?.summary ?? null,
+      udpLoopback: udp,
+      relay,
     };
     await fsp.writeFile(opts.jsonOut, `${JSON.stringify(doc, null, 2)}\n`);
     console.log(`  summary written to ${opts.jsonOut}`);

@@ -5,7 +5,8 @@
 import cliProgress from 'cli-progress';
 import { ERROR_CODES, type SockxferError } from '../errors.js';
 import { printableName, type TransferInfo, type TransferResult } from '../transfer/index.js';
-import { formatBytes, formatRate, formatSeconds } from './format.js';
+import { formatBitRate, formatBytes, formatRate, formatSeconds } from './format.js';
+import type { TransportStats } from '../transport/index.js';
 
 /** At most this many progress events a second per transfer (and as many bar redraws). */
 const PROGRESS_INTERVAL_MS = 250;
@@ -114,6 +115,7 @@ export class Output {
     this.info(
       `${verb} ${printableName(result.name)} (${formatBytes(result.bytes)}) ${where} over ${result.transport} in ${formatSeconds(result.seconds)}, ${formatRate(result.bytesPerSecond)}; ${result.hash} ${result.digest}${into}`,
     );
+    if (result.stats) this.info(`  ${statsLine(result.transport, result.stats)}`);
     this.event('done', {
       session: result.session,
       name: result.name,
@@ -125,6 +127,7 @@ export class Output {
       transport: result.transport,
       peer: result.peer,
       ...(result.path ? { path: result.path } : {}),
+      ...(result.stats ? { stats: jsonStats(result.stats) } : {}),
     });
   }
 
@@ -140,4 +143,24 @@ export class Output {
   close(): void {
     for (const session of [...this.tracked.keys()]) this.untrack(session);
   }
+}
+
+/** The second summary line: what the transport did. UDP shows the work of its own reliability layer. */
+export function statsLine(transport: string, s: TransportStats): string {
+  if (transport !== 'udp' || s.packetsSent === undefined) {
+    return `${transport}: ${formatBytes(s.bytesSent)} sent, ${formatBytes(s.bytesReceived)} received (the kernel did the acks, retransmissions and pacing)`;
+  }
+  const pct = (n: number, of: number) => (of > 0 ? `${((100 * n) / of).toFixed(2)}%` : '0%');
+  const ms = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${v.toFixed(v < 10 ? 2 : 1)} ms`);
+  return (
+    `udp: ${s.packetsSent} packets sent, ${s.packetsReceived} received; ${s.retransmitted} retransmitted (${pct(s.retransmitted ?? 0, s.packetsSent)}), ` +
+    `${s.lost} declared lost, ${s.spurious} spurious, ${s.duplicates} duplicates, ${s.corrupt} corrupt dropped; ` +
+    `RTT ${ms(s.srttMs)} (min ${ms(s.minRttMs)}); rate ${formatBitRate(s.rateBytesPerSecond ?? 0)} (${s.congestionControl})`
+  );
+}
+
+/** Stats for the `done` event, with RTTs rounded to microseconds. */
+function jsonStats(s: TransportStats): Record<string, unknown> {
+  const round = (v: number | null | undefined) => (v === null || v === undefined ? v : Number(v.toFixed(3)));
+  return { ...s, ...(s.srttMs !== undefined ? { srttMs: round(s.srttMs) } : {}), ...(s.minRttMs !== undefined ? { minRttMs: round(s.minRttMs) } : {}) };
 }

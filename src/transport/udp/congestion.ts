@@ -81,9 +81,10 @@ export interface CongestionController {
   onLost(lost: SentPacket[], now: number, bytesInFlight: number): void;
 }
 
-export const INITIAL_WINDOW_PACKETS = 32;
 /** Never less than two ACKs' worth in flight, or the receiver would hold every ACK for its full delay. */
 export const MIN_WINDOW_PACKETS = 2 * ACK_EVERY;
+/** The window before any measurement: the minimum (an initial window below it would grow on the first loss). */
+export const INITIAL_WINDOW_PACKETS = MIN_WINDOW_PACKETS;
 
 /** RFC 9002 §7 NewReno with pacing at 1.25 × window / RTT (§7.7). */
 export class NewRenoController implements CongestionController {
@@ -146,7 +147,12 @@ class WindowedMax {
 
 const STARTUP_GAIN = 2.885; // 2/ln 2
 const PROBE_GAINS = [1.25, 0.75, 1, 1, 1, 1, 1, 1];
-const CWND_GAIN = 2;
+/**
+ * In-flight data as a multiple of the path's BDP. BBR uses 2; 1.5 still covers the 1.25× probe,
+ * and keeps the queue we can build at a bottleneck below half a BDP when the rate estimate runs
+ * a little high, so a shallow bottleneck buffer does not overflow in the cruise phases.
+ */
+const CWND_GAIN = 1.5;
 const BW_WINDOW_ROUNDS = 10;
 const MIN_RTT_WINDOW_MS = 10_000;
 /** Startup ends when the bandwidth grew less than this over FULL_BW_ROUNDS rounds. */
@@ -154,11 +160,16 @@ const FULL_BW_GROWTH = 1.25;
 const FULL_BW_ROUNDS = 3;
 /** A round losing more than this fraction of its packets means a queue overflowed, not random loss. */
 const HEAVY_LOSS = 0.15;
+const MIN_PACING_PACKETS = 4;
 /**
  * A round lasts at least this long. On loopback a round trip takes a fraction of a millisecond,
  * less than ACKs are held and timers resolve, so rounds that short would measure noise.
  */
 const MIN_ROUND_MS = 4;
+/** RFC 9406: RTT samples per round before the delay check, and the bounds of the RTT rise that ends startup. */
+const HYSTART_SAMPLES = 8;
+const HYSTART_MIN_MS = 4;
+const HYSTART_MAX_MS = 16;
 /**
  * Added to the minimum RTT when sizing the window: ACKs arrive in batches (every ACK_EVERY
  * packets or MAX_ACK_DELAY_MS) and timers fire about once a millisecond, so data keeps flowing
@@ -187,6 +198,9 @@ export class DeliveryRateController implements CongestionController {
   private windowGrowth: number;
   private roundSent = 0;
   private roundLost = 0;
+  private roundMinRtt = Infinity;
+  private lastRoundMinRtt = Infinity;
+  private roundRttSamples = 0;
   /** After a heavy-loss round: a ceiling on the rate (bytes/ms), raised again as probing succeeds. */
   private ceiling = Infinity;
 
@@ -206,6 +220,12 @@ export class DeliveryRateController implements CongestionController {
     return this.bandwidth * (this.minRtt + ACK_ALLOWANCE_MS);
   }
 
+  /** Bandwidth × minimum RTT: what the path holds with no queue; draining aims at it. */
+  private get pipe(): number {
+    if (!Number.isFinite(this.minRtt) || this.bandwidth === 0) return this.initialWindow;
+    return this.bandwidth * this.minRtt;
+  }
+
   private get pacingGain(): number {
     if (this.phase === 'startup') return STARTUP_GAIN;
     if (this.phase === 'drain') return 1 / STARTUP_GAIN;
@@ -213,6 +233,11 @@ export class DeliveryRateController implements CongestionController {
   }
 
   get pacingRate(): number {
+    // At least a few packets per round trip, whatever the estimate says, so nothing can stall.
+    return Math.max(this.estimatedRate(), (MIN_PACING_PACKETS * this.mss) / Math.max(Number.isFinite(this.minRtt) ? this.minRtt : 100, 1));
+  }
+
+  private estimatedRate(): number {
     const bw = this.bandwidth;
     if (bw === 0) {
       // No sample yet: the initial window over the handshake RTT (or 1 ms on a fast path).
@@ -249,7 +274,11 @@ export class DeliveryRateController implements CongestionController {
       this.round++;
       roundStarted = true;
       this.endRound();
+      if (this.roundRttSamples >= HYSTART_SAMPLES) this.lastRoundMinRtt = this.roundMinRtt;
+      this.roundMinRtt = Infinity;
+      this.roundRttSamples = 0;
     }
+    if (sample && this.phase === 'startup' && sample.rtt > 0) this.checkDelay(sample.rtt);
     if (sample) {
       if (sample.rtt > 0 && (sample.rtt <= this.minRtt || now - this.minRttAt > MIN_RTT_WINDOW_MS)) {
         this.minRtt = sample.rtt;
@@ -267,8 +296,21 @@ export class DeliveryRateController implements CongestionController {
       this.windowGrowth = Math.min(this.windowGrowth, Math.max(STARTUP_GAIN * this.bdp, this.initialWindow));
       if (roundStarted) this.checkFullBandwidth();
     }
-    if (this.phase === 'drain' && bytesInFlight <= this.bdp) this.enterProbe(now);
+    if (this.phase === 'drain' && bytesInFlight <= this.pipe) this.enterProbe(now);
     if (this.phase === 'probe') this.advanceCycle(now, bytesInFlight);
+  }
+
+  /**
+   * HyStart++ (RFC 9406 §4.2) as a second way out of startup: when the smallest RTT of a round
+   * rises clearly above the last round's, a queue is building, and waiting the three rounds the
+   * bandwidth plateau takes would overflow a shallow bottleneck buffer.
+   */
+  private checkDelay(rtt: number): void {
+    this.roundMinRtt = Math.min(this.roundMinRtt, rtt);
+    this.roundRttSamples++;
+    if (this.roundRttSamples < HYSTART_SAMPLES || !Number.isFinite(this.lastRoundMinRtt)) return;
+    const threshold = Math.min(Math.max(this.lastRoundMinRtt / 8, HYSTART_MIN_MS), HYSTART_MAX_MS);
+    if (this.roundMinRtt >= this.lastRoundMinRtt + threshold) this.phase = 'drain';
   }
 
   private checkFullBandwidth(): void {
@@ -292,7 +334,7 @@ export class DeliveryRateController implements CongestionController {
     const elapsed = now - this.cycleStart > rtt;
     const gain = PROBE_GAINS[this.cycleIndex]!;
     // Probing up lasts a round trip; draining ends early once the queue is gone.
-    if ((gain > 1 && elapsed) || (gain < 1 && (elapsed || bytesInFlight <= this.bdp)) || (gain === 1 && elapsed)) {
+    if ((gain > 1 && elapsed) || (gain < 1 && (elapsed || bytesInFlight <= this.pipe)) || (gain === 1 && elapsed)) {
       this.cycleIndex = (this.cycleIndex + 1) % PROBE_GAINS.length;
       this.cycleStart = now;
     }
@@ -305,13 +347,21 @@ export class DeliveryRateController implements CongestionController {
     this.roundSent = 0;
     this.roundLost = 0;
     if (sent > 20 * this.mss && lost > HEAVY_LOSS * sent) {
-      this.ceiling = Math.min(this.ceiling, this.maxBw.value) * (1 - lost / sent / 2);
+      // Never below a quarter of what was measured: heavy random loss must slow us, not stop us.
+      this.ceiling = Math.max(Math.min(this.ceiling, this.maxBw.value) * (1 - lost / sent / 2), this.maxBw.value / 4);
       if (this.phase === 'startup') this.phase = 'drain';
+    } else if (Number.isFinite(this.ceiling)) {
+      // A round without heavy loss: let the ceiling rise again.
+      this.ceiling *= 1.25;
+      if (this.ceiling > 4 * this.maxBw.value) this.ceiling = Infinity;
     }
   }
 
   onLost(lost: SentPacket[]): void {
     for (const p of lost) this.roundLost += p.size;
+    // Startup sends at almost 3× the rate it measured: once a queue overflows, every round trip
+    // spent finding out costs a window of drops. Leave at the first sign of it, not at the round's end.
+    if (this.phase === 'startup' && this.roundSent > 20 * this.mss && this.roundLost > HEAVY_LOSS * this.roundSent) this.phase = 'drain';
   }
 }
 
@@ -354,7 +404,8 @@ export class Pacer {
   /** True when a packet of `size` bytes may go now. */
   canSend(size: number, now: number): boolean {
     this.refill(now);
-    return this.tokens >= size || this.tokens >= this.capacity;
+    // The tolerance absorbs float rounding: at nextSendTime() the packet must be allowed.
+    return this.tokens >= size - 1e-6 || this.tokens >= this.capacity;
   }
 
   onSent(size: number, now: number): void {

@@ -634,7 +634,9 @@ export class UdpConnection implements Transport {
       // Nothing received to acknowledge (a window update before any packet): a PING-free ACK is not possible; skip.
       return;
     }
-    const buf = encodePacket(this.session, this.nextPn++, { type: 'ack', ...body });
+    const pn = this.nextPn++;
+    const buf = encodePacket(this.session, pn, { type: 'ack', ...body });
+    this.recovery.onSentAckOnly(pn, now);
     this.transmit(buf, now);
   }
 

@@ -265,7 +265,9 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
   const closeSocket = () => {
     if (socketClosed) return;
     socketClosed = true;
-    socket.close();
+    // Not at once: a send to an address resolves it on the next tick, and the last connection's
+    // final ACK and CLOSE are such sends. Closing now would drop them.
+    setImmediate(() => socket.close());
   };
   const reply = (buf: Buffer, rinfo: dgram.RemoteInfo) => {
     if (!socketClosed) socket.send(buf, rinfo.port, rinfo.address);

@@ -107,6 +107,11 @@ function readU64(buf: Buffer, at: number): number {
   return hi * TWO_32 + buf.readUInt32BE(at + 4);
 }
 
+/** The first MAX_CLOSE_MESSAGE characters (code points, so a pair is never split). */
+function closeMessage(message: string): string {
+  return Array.from(message).slice(0, MAX_CLOSE_MESSAGE).join('');
+}
+
 function writeHeader(buf: Buffer, type: PacketType, session: bigint, pn: number): void {
   buf.writeUInt32BE(PACKET_MAGIC, 0);
   buf[4] = PACKET_VERSION;
@@ -139,7 +144,7 @@ export function encodePacket(session: bigint, pn: number, body: Exclude<PacketBo
       size = 0;
       break;
     case 'close':
-      size = 6 + Buffer.byteLength(body.message.slice(0, MAX_CLOSE_MESSAGE));
+      size = 6 + Buffer.byteLength(closeMessage(body.message));
       break;
   }
   const buf = Buffer.allocUnsafe(PACKET_HEADER_SIZE + size + PACKET_TRAILER_SIZE);
@@ -181,7 +186,7 @@ export function encodePacket(session: bigint, pn: number, body: Exclude<PacketBo
     case 'ping':
       break;
     case 'close': {
-      const msg = Buffer.from(body.message.slice(0, MAX_CLOSE_MESSAGE));
+      const msg = Buffer.from(closeMessage(body.message));
       buf.writeUInt32BE(body.code, at);
       buf.writeUInt16BE(msg.length, at + 4);
       msg.copy(buf, at + 6);
@@ -306,7 +311,7 @@ export function decodePacket(buf: Buffer): Decoded {
       if (size !== 6 + n || n > MAX_CLOSE_MESSAGE * 4) return bad('malformed');
       let message: string;
       try {
-        message = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(at + 6, end));
+        message = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(buf.subarray(at + 6, end));
       } catch {
         return bad('malformed');
       }

@@ -16,6 +16,8 @@ export const PACKET_THRESHOLD = 3;
 /** How long a packet declared lost is remembered, in smoothed RTTs (at least LOST_MEMORY_MIN_MS). */
 const LOST_MEMORY_RTTS = 4;
 const LOST_MEMORY_MIN_MS = 200;
+/** Send times of ACK-only packets remembered for RTT samples. */
+const ACK_ONLY_MEMORY = 64;
 
 export interface SentPacket<T = unknown> {
   pn: number;
@@ -65,8 +67,24 @@ export class LossRecovery<T> {
   private lastAckElicitingAt = -Infinity;
   private ackElicitingInFlight = 0;
   private lossTime = Infinity;
+  private readonly ackOnlySentAt = new Map<number, number>();
+  /** Packets declared lost, in packet-number order (they are moved here in order), from lostHead on. */
+  private lostMemory: Array<SentPacket<T>> = [];
+  private lostHead = 0;
 
   constructor(private readonly maxAckDelayMs = MAX_ACK_DELAY_MS) {}
+
+  /**
+   * Records when a packet that is not tracked (an ACK) was sent: the peer's ACK may name it as its
+   * largest, and its send time is then what the RTT sample needs. The newest few are kept.
+   */
+  onSentAckOnly(pn: number, now: number): void {
+    this.ackOnlySentAt.set(pn, now);
+    if (this.ackOnlySentAt.size > ACK_ONLY_MEMORY) {
+      const oldest = this.ackOnlySentAt.keys().next().value;
+      if (oldest !== undefined) this.ackOnlySentAt.delete(oldest);
+    }
+  }
 
   onSent(p: SentPacket<T>): void {
     const last = this.sent[this.sent.length - 1];
@@ -85,6 +103,7 @@ export class LossRecovery<T> {
     // Ranges come newest first; walk them oldest first so `acked` ends up in number order.
     for (let i = ack.ranges.length - 1; i >= 0; i--) {
       const range = ack.ranges[i]!;
+      this.ackLost(range.start, range.end, result);
       for (let k = this.indexOf(range.start); k < this.sent.length; k++) {
         const p = this.sent[k]!;
         if (p.pn > range.end) break;
@@ -101,10 +120,13 @@ export class LossRecovery<T> {
     }
     const newest = result.acked[result.acked.length - 1];
     if (newest && newest.pn === ack.largest) result.largestNewlyAcked = newest;
-    if (ack.largest > this.largestAcked) this.largestAcked = ack.largest;
-    if (result.largestNewlyAcked?.ackEliciting) {
-      this.rtt.update(now - result.largestNewlyAcked.sentAt, ack.ackDelayMicros / 1000, this.maxAckDelayMs);
+    // RFC 9002 §5.1: a sample when the largest acknowledged is newly acknowledged and something
+    // ack-eliciting is among the newly acknowledged. The largest may be one of our ACK-only packets.
+    const largestSentAt = result.largestNewlyAcked?.sentAt ?? (ack.largest > this.largestAcked ? this.ackOnlySentAt.get(ack.largest) : undefined);
+    if (largestSentAt !== undefined && result.acked.some((p) => p.ackEliciting)) {
+      this.rtt.update(now - largestSentAt, ack.ackDelayMicros / 1000, this.maxAckDelayMs);
     }
+    if (ack.largest > this.largestAcked) this.largestAcked = ack.largest;
     if (result.acked.length > 0) this.ptoCount = 0;
     result.lost = this.detectLost(now);
     this.compact(now);
@@ -154,23 +176,52 @@ export class LossRecovery<T> {
     return lost;
   }
 
-  /** Drops resolved packets from the front: acknowledged ones, and lost ones remembered long enough. */
+  /** Packets declared lost in [start, end] that an ACK now names: spurious losses. */
+  private ackLost(start: number, end: number, result: AckResult<T>): void {
+    const lost = this.lostMemory;
+    let lo = this.lostHead;
+    let hi = lost.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (lost[mid]!.pn < start) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let k = lo; k < lost.length && lost[k]!.pn <= end; k++) {
+      const p = lost[k]!;
+      if (p.acked) continue;
+      p.acked = true;
+      this.spurious++;
+      result.spurious.push(p);
+    }
+  }
+
+  /**
+   * Drops resolved packets from the front. Lost ones move to a memory of their own (kept a few
+   * RTTs, for spurious-loss detection), so one old loss never makes every ACK walk the packets
+   * acknowledged since.
+   */
   private compact(now: number): void {
     while (this.unresolved < this.sent.length) {
       const p = this.sent[this.unresolved]!;
       if (!p.acked && !p.lost) break;
       this.unresolved++;
     }
-    const memory = Math.max(LOST_MEMORY_RTTS * this.rtt.smoothed, LOST_MEMORY_MIN_MS);
     while (this.head < this.unresolved) {
       const p = this.sent[this.head]!;
-      if (!p.acked && now - p.lostAt < memory) break;
+      if (p.lost && !p.acked) this.lostMemory.push(p);
       this.head++;
     }
     if (this.head > 4096 && this.head * 2 > this.sent.length) {
       this.sent = this.sent.slice(this.head);
       this.unresolved -= this.head;
       this.head = 0;
+    }
+    const memory = Math.max(LOST_MEMORY_RTTS * this.rtt.smoothed, LOST_MEMORY_MIN_MS);
+    const lost = this.lostMemory;
+    while (this.lostHead < lost.length && (lost[this.lostHead]!.acked || now - lost[this.lostHead]!.lostAt >= memory)) this.lostHead++;
+    if (this.lostHead > 1024 && this.lostHead * 2 > lost.length) {
+      this.lostMemory = lost.slice(this.lostHead);
+      this.lostHead = 0;
     }
   }
 
