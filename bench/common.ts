@@ -5,7 +5,7 @@
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { BIN, describeExit, readPeakRssKiB, runCommand, sha256File, start, waitExit, type Exit, type JsonEvent, type Proc } from './lib.js';
+import { BIN, NODE_FLAGS, describeExit, readPeakRssKiB, runCommand, sha256File, start, waitExit, type Exit, type JsonEvent, type Proc } from './lib.js';
 
 export interface Context {
   /** Bytes in the source file. */
@@ -53,8 +53,8 @@ export async function checkOutput(ctx: Context, file: string, what: string, hash
 /** sockxfer, wrapped in GNU time (peak RSS) when there is one. */
 export function startSockxfer(ctx: Context, name: string, args: string[], rssFile: string): Proc {
   const stdio: ['ignore', 'pipe', 'pipe'] = ['ignore', 'pipe', 'pipe'];
-  if (ctx.gnuTime) return start(name, ctx.gnuTime, ['-f', '%M', '-o', rssFile, process.execPath, BIN, ...args], stdio);
-  return start(name, process.execPath, [BIN, ...args], stdio);
+  if (ctx.gnuTime) return start(name, ctx.gnuTime, ['-f', '%M', '-o', rssFile, process.execPath, ...NODE_FLAGS, BIN, ...args], stdio);
+  return start(name, process.execPath, [...NODE_FLAGS, BIN, ...args], stdio);
 }
 
 /** Waits until the process's stdout closed ('exit' can come before the last lines are read). */

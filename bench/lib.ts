@@ -15,6 +15,20 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = path.join(ROOT, 'dist/bin/sockxfer.js');
 
+/**
+ * The Node flags on the CLI's shebang line (`#!/usr/bin/env -S node --flag …`). Someone who runs
+ * `sockxfer` gets them, so every Node process the bench starts (the raw blast too) gets them.
+ */
+export const NODE_FLAGS: string[] = (() => {
+  try {
+    const first = fs.readFileSync(BIN, 'utf8').split('\n', 1)[0]!;
+    const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first);
+    return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
+  } catch {
+    return [];
+  }
+})();
+
 // ---------------------------------------------------------------------------------------------
 // Processes
 

@@ -11,7 +11,7 @@
  * every process a run started is stopped before the next run.
  */
 import path from 'node:path';
-import { describeExit, formatBytes, isShuttingDown, median, ROOT, start, stopAll, waitExit, type JsonEvent, type Proc } from './lib.js';
+import { NODE_FLAGS, describeExit, formatBytes, isShuttingDown, median, ROOT, start, stopAll, waitExit, type JsonEvent, type Proc } from './lib.js';
 import { errorText, f0, f1, f2, f3, mbps, pct, prepare, row, rssMB, runXfer, stdoutClosed, VERIFIED_TEXT, type Context, type Verified, type XferResult } from './common.js';
 
 const BLAST = path.join(ROOT, 'dist/bench/blast.js');
@@ -98,14 +98,14 @@ async function runBlast(ctx: Context, round: number): Promise<BlastRun> {
   const recv = start(
     'blast recv',
     process.execPath,
-    [BLAST, 'recv', '--host', '127.0.0.1', '--port', '0', '--expect', String(count), '--rcvbuf', String(BLAST_RCVBUF), '--idle-ms', String(BLAST_IDLE_MS), '--max-seconds', maxSeconds],
+    [...NODE_FLAGS, BLAST, 'recv', '--host', '127.0.0.1', '--port', '0', '--expect', String(count), '--rcvbuf', String(BLAST_RCVBUF), '--idle-ms', String(BLAST_IDLE_MS), '--max-seconds', maxSeconds],
     stdio,
   );
   const listening = await recv.waitFor((e) => e.event === 'listening', 15_000);
   const send = start(
     'blast send',
     process.execPath,
-    [BLAST, 'send', '--host', '127.0.0.1', '--port', String(listening.port), '--count', String(count), '--size', String(LOOPBACK_DATAGRAM), '--yield-every', String(BLAST_YIELD_EVERY), '--max-seconds', maxSeconds],
+    [...NODE_FLAGS, BLAST, 'send', '--host', '127.0.0.1', '--port', String(listening.port), '--count', String(count), '--size', String(LOOPBACK_DATAGRAM), '--yield-every', String(BLAST_YIELD_EVERY), '--max-seconds', maxSeconds],
     stdio,
   );
   const xs = await waitExit(send, ctx.limitMs + 10_000);

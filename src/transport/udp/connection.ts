@@ -19,7 +19,7 @@ import { DeliveryRateController, NewRenoController, Pacer, RateSampler, type Con
 import {
   DATA_PACKET_OVERHEAD,
   STREAM_PACKET_OVERHEAD,
-  encodeDataPacket,
+  DataPacketEncoder,
   encodePacket,
   type Packet,
 } from './packet.js';
@@ -52,6 +52,8 @@ export interface ConnectionOptions {
   rateLimit: number;
   /** Sends one datagram. */
   output: (packet: Buffer) => void;
+  /** True when the socket holds no datagram not yet passed to the kernel (so send buffers may be reused). */
+  sendQueueEmpty?: () => boolean;
   /** Called once when the connection is finished, so the endpoint can forget it. */
   onFinished?: () => void;
   /** An RTT measured during the handshake (ms). */
@@ -133,6 +135,7 @@ export class UdpConnection implements Transport {
   private readonly pacer: Pacer;
   private readonly rateLimit: number;
   private nextPn = 0;
+  private readonly dataEncoder: DataPacketEncoder;
 
   // Sending.
   private readonly control = new Queue<Message>();
@@ -199,6 +202,7 @@ export class UdpConnection implements Transport {
     const mss = options.datagramSize;
     this.cc = options.cc === 'reno' ? new NewRenoController(mss) : new DeliveryRateController(mss);
     this.pacer = new Pacer(mss);
+    this.dataEncoder = new DataPacketEncoder(options.session, options.sendQueueEmpty);
     const now = this.clock();
     this.lastReceivedAt = now;
     this.lastSentAt = now;
@@ -578,7 +582,7 @@ export class UdpConnection implements Transport {
     const pn = this.nextPn++;
     const packet =
       m.kind === 'data'
-        ? encodeDataPacket(this.session, pn, m.seq, m.index, m.chunk, m.bytes)
+        ? this.dataEncoder.encode(pn, m.seq, m.index, m.chunk, m.bytes)
         : encodePacket(this.session, pn, { type: 'stream', offset: m.seq, bytes: m.bytes });
     const size = packet.length;
     if (m.sends === 0) {
@@ -663,15 +667,9 @@ export class UdpConnection implements Transport {
   // ---- Timers --------------------------------------------------------------------------------
 
   /** Does whatever is due now (loss timers, sending, ACKs, the idle timeout) and re-arms the timer. */
-  private dbgAt = 0;
   private service(): void {
     if (this.finished) return;
     const now = this.clock();
-    if (process.env.SXDBG && now - this.dbgAt > 300) {
-      this.dbgAt = now;
-      const cc = this.cc as unknown as Record<string, unknown>;
-      console.error(`[${this.remote}] t=${now.toFixed(0)} inflight=${this.recovery.bytesInFlight} win=${this.cc.window.toFixed(0)} rate=${(this.cc.pacingRate).toFixed(1)}B/ms bw=${String(cc.bandwidth)} phase=${String(cc.phase)} srtt=${this.recovery.rtt.smoothed.toFixed(2)} min=${this.recovery.rtt.min.toFixed(2)} unacked=${this.unacked} q=${this.data.length}/${this.retransmit.length} sentNew=${this.sentNew} peerMax=${this.peerMaxData} sent=${this.counters.packetsSent} lost=${this.recovery.declaredLost} pto=${this.counters.probes}`);
-    }
     if (now - this.lastReceivedAt > this.idleMs) {
       this.fail(new SockxferError('E_TIMEOUT', `no packets from ${this.remote} for ${Math.round(this.idleMs / 1000)} s`));
       this.finish(null, '');

@@ -170,6 +170,7 @@ export async function connectUdp(target: HostPort, options: UdpOptions & { timeo
     output: (packet) => {
       if (!closed) socket.send(packet);
     },
+    sendQueueEmpty: () => socket.getSendQueueCount() === 0,
     onFinished: () => {
       closed = true;
       socket.close();
@@ -332,12 +333,24 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
     }
     const key = `${addressKey}|${msg.toString('hex', 8, 16)}`;
     if (d.packet.body.type === 'initial') {
-      onInitial(d.packet, msg.length, rinfo, key, addressKey);
+      try {
+        onInitial(d.packet, msg.length, rinfo, key, addressKey);
+      } catch {
+        dropped++;
+      }
       return;
     }
     const connection = connections.get(key);
-    if (connection) connection.onPacket(d.packet, msg.length);
-    else dropped++;
+    if (!connection) {
+      dropped++;
+      return;
+    }
+    try {
+      connection.onPacket(d.packet, msg.length);
+    } catch (err) {
+      // A bug must cost one transfer, never the receiver and every other sender it serves.
+      connection.onNetworkError(new SockxferError('E_INTERNAL', `internal error handling a packet from ${connection.remote}: ${(err as Error).message}`, { cause: err }));
+    }
   });
   // Errors on an unconnected socket concern one datagram (an ICMP reply); the connection's own timers deal with a peer that is gone.
   socket.on('error', () => {});
