@@ -32,6 +32,8 @@ export const DEFAULT_WINDOW = 16 * 1024 * 1024;
 const SEND_HIGH_WATER = 8 * 1024 * 1024;
 const CLOSE_GRACE_MS = 5000;
 const ABORT_GRACE_MS = 1000;
+/** Copies of the final CLOSE. */
+const CLOSE_COPIES = 3;
 /** Probes sent when the probe timeout fires (RFC 9002 §6.2.4). */
 const PROBES = 2;
 
@@ -717,8 +719,11 @@ export class UdpConnection implements Transport {
       // Everything the peer sent is acknowledged first, so it need not resend anything.
       const now = this.clock();
       if (this.acks.largest >= 0) this.sendAck(now);
-      const buf = encodePacket(this.session, this.nextPn++, { type: 'close', code, message: message.slice(0, 500) });
-      this.transmit(buf, now);
+      // Nobody is left to resend a lost CLOSE (or answer the peer's retransmissions), so it goes
+      // out CLOSE_COPIES times: a lost one would leave the peer waiting out its grace period.
+      for (let i = 0; i < CLOSE_COPIES; i++) {
+        this.transmit(encodePacket(this.session, this.nextPn++, { type: 'close', code, message: message.slice(0, 500) }), now);
+      }
     }
     this.finished = true;
     this.fail(new SockxferError('E_CONNECTION_LOST', `connection to ${this.remote} closed`));
