@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only tcp,udp,relay --size 1G --rounds 9 --relay-size 64M --relay-losses 0,1,2,5 ...]`
+ * `npm run bench [-- --only tcp,udp,relay --size 1G --rounds 9 --relay-size 128M --relay-losses 0,1,2,5 ...]`
  *
  * Three sections, all over 127.0.0.1 only, file to file:
  *   tcp:   sockxfer over TCP (xxh128 and sha256) against netcat (netcat-openbsd), alternating the
@@ -49,7 +49,7 @@ const USAGE = `usage: npm run bench [-- options]   (or: node dist/bench/run.js [
                     rounds vary a lot on a shared machine)
   --udp-size <n>    the udp section's file size (overrides --size there)
   --udp-rounds <n>  the udp section's rounds (overrides --rounds there)
-  --relay-size <n>  the relay section's file size (default 64M)
+  --relay-size <n>  the relay section's file size (default 128M: the goodput bars are about the steady rate, and a 64 MiB run spends a tenth of its time in start-up and commit)
   --relay-losses <list>  random-loss rates in percent, applied to both directions (default 0,1,2,5)
   --relay-seed <n>  the relay's seed (default 1)
   --relay-datagram-size <n>  sockxfer --datagram-size in the relay section (default ${LOOPBACK_DATAGRAM}; "ethernet" or ${MIN_DATAGRAM_SIZE}-${MAX_DATAGRAM_SIZE})
@@ -86,7 +86,7 @@ function parseArgs(argv: string[]): Options {
     udpSize: null,
     udpRounds: null,
     only: [...SECTIONS],
-    relaySize: 64 * 1024 ** 2,
+    relaySize: 128 * 1024 ** 2,
     relayLosses: [0, 1, 2, 5],
     relaySeed: 1,
     relayDatagramSize: LOOPBACK_DATAGRAM,

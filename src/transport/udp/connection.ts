@@ -227,12 +227,13 @@ export class UdpConnection implements Transport {
       }
       this.data.push(this.message('data', this.dataSeq++, bytes, onReleased, frame.index, frame.chunk));
     } else {
+      // Encoding copies everything the frame refers to: the caller's buffers are free at once.
       const encoded = encodeFrameToBuffer(frame, this.session);
+      onReleased?.();
       const room = this.datagramSize - STREAM_PACKET_OVERHEAD;
       for (let off = 0; off < encoded.length; off += room) {
         const piece = encoded.subarray(off, off + room);
-        // The last piece carries the callback: the frame is released when all of it is.
-        this.control.push(this.message('stream', this.streamOffset, piece, off + room >= encoded.length ? onReleased : undefined));
+        this.control.push(this.message('stream', this.streamOffset, piece, undefined));
         this.streamOffset += piece.length;
       }
     }
@@ -732,8 +733,14 @@ export class UdpConnection implements Transport {
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.immediate = null;
     for (const f of this.flushers.splice(0)) f();
-    // Buffers the transfer layer lent us are free again.
-    for (const q of [this.retransmit, this.control, this.data]) for (const m of q.drain()) if (!m.acked) this.release(m);
+    // Buffers the transfer layer lent us are free again, queued or in flight.
+    const held = [...this.retransmit.drain(), ...this.control.drain(), ...this.data.drain(), ...this.recovery.inFlightPayloads()];
+    for (const m of held) {
+      if (m !== null && !m.acked) {
+        m.acked = true;
+        this.release(m);
+      }
+    }
     this.onFinished?.();
   }
 }

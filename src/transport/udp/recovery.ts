@@ -264,6 +264,14 @@ export class LossRecovery<T> {
     return out;
   }
 
+  /** The payloads of every packet neither acknowledged nor declared lost. */
+  *inFlightPayloads(): Generator<T> {
+    for (let k = this.unresolved; k < this.sent.length; k++) {
+      const p = this.sent[k]!;
+      if (!p.acked && !p.lost) yield p.payload;
+    }
+  }
+
   /** Packets in flight at all (acknowledgement pending). */
   get inFlightCount(): number {
     return this.ackElicitingInFlight;
