@@ -1,11 +1,12 @@
 /**
  * `npm run demo`: one real transfer on this machine, for someone who just cloned the repository.
  *
- * Makes a temporary folder, writes a 64 MiB random file into it, starts the real receiver
- * (`sockxfer receive --port 0 --host 127.0.0.1 --once --json`), sends the file with the real
- * sender (human output, as a person would see it), then checks both exit statuses and that the
- * received file has the same SHA-256 as the source. Everything is removed at the end, the
- * receiver is killed on any failure, and the whole demo is bounded to 60 seconds.
+ * Makes a temporary folder, writes a 64 MiB random file into it, and twice (over TCP, then over
+ * UDP with `--udp`) starts the real receiver (`sockxfer receive --port 0 --host 127.0.0.1 --once
+ * --json`), sends the file with the real sender (human output, as a person would see it), then
+ * checks both exit statuses and that the received file has the same SHA-256 as the source.
+ * Everything is removed at the end, the receiver is killed on any failure, and the whole demo is
+ * bounded to 60 seconds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -90,18 +91,24 @@ async function demo(): Promise<void> {
 
   tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'sockxfer-demo-'));
   const sendDir = path.join(tmp, 'send');
-  const recvDir = path.join(tmp, 'receive');
   await fsp.mkdir(sendDir);
-  await fsp.mkdir(recvDir);
   const source = path.join(sendDir, NAME);
   say(`writing a 64 MiB random file: ${source}`);
   await bounded(writeRandomFile(source));
   const sourceHash = await bounded(sha256File(source));
+  await transfer('tcp', source, sourceHash, []);
+  await transfer('udp', source, sourceHash, ['--udp']);
+}
+
+/** One transfer of `source` to a fresh --once receiver, checked end to end. */
+async function transfer(kind: 'tcp' | 'udp', source: string, sourceHash: string, sendFlags: string[]): Promise<void> {
+  const recvDir = path.join(tmp!, `receive-${kind}`);
+  await fsp.mkdir(recvDir);
 
   // The receiver: NDJSON on stdout (to learn its port), human lines on stderr (shown afterwards).
   const receiver = track(
     spawn(process.execPath, [BIN, 'receive', '--port', '0', '--host', '127.0.0.1', '--dir', recvDir, '--once', '--json'], {
-      cwd: tmp,
+      cwd: tmp!,
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );
@@ -125,11 +132,11 @@ async function demo(): Promise<void> {
   });
   const port = (await bounded(listening)).port as number;
   const address = `127.0.0.1:${port}`;
-  say(`receiver listening on ${address} (pid ${receiver.pid}), writing into ${recvDir}`);
+  say(`receiver listening on ${address}, TCP and UDP (pid ${receiver.pid}), writing into ${recvDir}`);
 
   // The sender, as a person would run it: human output straight to this terminal.
-  say(`$ sockxfer send ${source} ${address}`);
-  const sender = track(spawn(process.execPath, [BIN, 'send', source, address], { cwd: tmp, stdio: ['ignore', 'inherit', 'inherit'] }));
+  say(`$ sockxfer send ${source} ${address}${sendFlags.length ? ` ${sendFlags.join(' ')}` : ''}`);
+  const sender = track(spawn(process.execPath, [BIN, 'send', source, address, ...sendFlags], { cwd: tmp!, stdio: ['ignore', 'inherit', 'inherit'] }));
   const senderStatus = await bounded(exitStatus(sender));
   const showReceiver = () => {
     for (const line of receiverStderr.trim().split('\n')) if (line) process.stdout.write(`  [receiver] ${line}\n`);
@@ -144,6 +151,7 @@ async function demo(): Promise<void> {
   if (receiverStatus !== 0) throw new DemoError(`the receiver failed (exit ${receiverStatus}): ${receiverStderr.trim()}`);
   const done = events.find((e) => e.event === 'done');
   if (!done) throw new DemoError('the receiver exited 0 but reported no completed transfer');
+  if (done.transport !== kind) throw new DemoError(`the receiver reports a transfer over ${String(done.transport)}, expected ${kind}`);
 
   const received = path.join(recvDir, NAME);
   const st = await fsp.stat(received).catch(() => null);
@@ -154,7 +162,7 @@ async function demo(): Promise<void> {
   const leftovers = (await fsp.readdir(recvDir)).filter((n) => n !== NAME);
   if (leftovers.length) throw new DemoError(`unexpected files left in the receive folder: ${leftovers.join(', ')}`);
 
-  say(`OK — ${(SIZE / 1024 ** 2).toFixed(1)} MiB sent over TCP to ${address}, SHA-256 ${sourceHash} identical on both sides`);
+  say(`OK — ${(SIZE / 1024 ** 2).toFixed(1)} MiB sent over ${kind.toUpperCase()} to ${address}, SHA-256 ${sourceHash} identical on both sides`);
 }
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {

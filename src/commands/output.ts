@@ -115,7 +115,7 @@ export class Output {
     this.info(
       `${verb} ${printableName(result.name)} (${formatBytes(result.bytes)}) ${where} over ${result.transport} in ${formatSeconds(result.seconds)}, ${formatRate(result.bytesPerSecond)}; ${result.hash} ${result.digest}${into}`,
     );
-    if (result.stats) this.info(`  ${statsLine(result.transport, result.stats)}`);
+    if (result.stats) this.info(`  ${statsLine(result.transport, result.stats, verb === 'sent')}`);
     this.event('done', {
       session: result.session,
       name: result.name,
@@ -146,7 +146,7 @@ export class Output {
 }
 
 /** The second summary line: what the transport did. UDP shows the work of its own reliability layer. */
-export function statsLine(transport: string, s: TransportStats): string {
+export function statsLine(transport: string, s: TransportStats, sender: boolean): string {
   if (transport !== 'udp' || s.packetsSent === undefined) {
     return `${transport}: ${formatBytes(s.bytesSent)} sent, ${formatBytes(s.bytesReceived)} received (the kernel did the acks, retransmissions and pacing)`;
   }
@@ -155,7 +155,9 @@ export function statsLine(transport: string, s: TransportStats): string {
   return (
     `udp: ${s.packetsSent} packets sent, ${s.packetsReceived} received; ${s.retransmitted} retransmitted (${pct(s.retransmitted ?? 0, s.packetsSent)}), ` +
     `${s.lost} declared lost, ${s.spurious} spurious, ${s.duplicates} duplicates, ${s.corrupt} corrupt dropped; ` +
-    `RTT ${ms(s.srttMs)} (min ${ms(s.minRttMs)}); rate ${formatBitRate(s.rateBytesPerSecond ?? 0)} (${s.congestionControl})`
+    `RTT ${ms(s.srttMs)} (min ${ms(s.minRttMs)})` +
+    // The sending rate means something on the side that sent the data.
+    (sender ? `; rate ${formatBitRate(s.rateBytesPerSecond ?? 0)} (${s.congestionControl})` : '')
   );
 }
 

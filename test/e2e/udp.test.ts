@@ -117,9 +117,10 @@ interface Stats {
 
 const statsOf = (done: JsonEvent): Stats => done.stats as Stats;
 
-/** The second summary line a UDP transfer prints on stderr (src/commands/output.ts statsLine). */
+/** The second summary line a UDP transfer prints on stderr (src/commands/output.ts statsLine); the sender's ends with its rate. */
 const UDP_STATS_LINE =
-  /^ {2}udp: \d+ packets sent, \d+ received; \d+ retransmitted \(\d+\.\d\d%\), \d+ declared lost, \d+ spurious, \d+ duplicates, \d+ corrupt dropped; RTT (?:[\d.]+ ms|-) \(min (?:[\d.]+ ms|-)\); rate .+ \((?:rate|reno)\)$/m;
+  /^ {2}udp: \d+ packets sent, \d+ received; \d+ retransmitted \(\d+\.\d\d%\), \d+ declared lost, \d+ spurious, \d+ duplicates, \d+ corrupt dropped; RTT (?:[\d.]+ ms|-) \(min (?:[\d.]+ ms|-)\)(?:; rate .+ \((?:rate|reno)\))?$/m;
+const SENDER_RATE = /; rate .+ \((?:rate|reno)\)$/m;
 
 /** What the run of one sender into one `--once` receiver left behind. */
 interface Run {
@@ -182,6 +183,9 @@ describe('plain UDP transfers (no relay)', () => {
     expect(statsOf(senderDone).congestionControl).toBe('rate');
     expect(run.sent.stderr).toMatch(UDP_STATS_LINE);
     expect(run.receiver.stderr()).toMatch(UDP_STATS_LINE);
+    // The sending rate is the data sender's; the receiver only sent ACKs.
+    expect(run.sent.stderr).toMatch(SENDER_RATE);
+    expect(run.receiver.stderr()).not.toMatch(SENDER_RATE);
     expect(run.sent.stderr).toMatch(/^sent plain\.bin .* over udp in /m);
   });
 
