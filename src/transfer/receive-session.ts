@@ -214,7 +214,7 @@ async function receiveChunks(
   };
 
   while (end === null || have.size < chunkCount) {
-    const frame = await transport.receive();
+    const frame = transport.tryReceive() ?? (await transport.receive());
     if (frame.type === 'data') {
       const length = checkData(frame);
       if (!have.add(frame.chunk)) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} arrived twice`);

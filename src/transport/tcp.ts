@@ -147,6 +147,14 @@ export class TcpTransport implements Transport {
     return new Promise((resolve, reject) => this.drainers.push({ resolve, reject }));
   }
 
+  tryReceive(): Frame | undefined {
+    const next = this.inbox.shift();
+    if (!next) return undefined;
+    this.inboxBytes -= next.size;
+    if (this.inboxBytes <= RECEIVE_LOW_WATER && !this.failure && this.socket.isPaused()) this.socket.resume();
+    return next.frame;
+  }
+
   receive(): Promise<Frame> {
     const next = this.inbox.shift();
     if (next) {

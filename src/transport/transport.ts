@@ -61,6 +61,11 @@ export interface Transport {
    * received frames wait here unclaimed, so a slow consumer slows the peer down.
    */
   receive(): Promise<Frame>;
+  /**
+   * The next frame if one is already waiting, without a promise; undefined otherwise (then
+   * await receive()). A consumer of many small frames drains what arrived in one go this way.
+   */
+  tryReceive(): Frame | undefined;
   /** Fails the connection with E_TIMEOUT after `ms` without any progress in either direction (0 turns it off). */
   setIdleTimeout(ms: number): void;
   /** Flushes what is queued, then closes. */
