@@ -1,7 +1,7 @@
 /**
  * One UDP connection: the Transport the transfer layer sees, built from the pure pieces beside
- * it. This file owns the timers; the socket belongs to endpoint.ts, which hands datagrams in
- * (`onDatagram`) and takes datagrams out (the `output` callback).
+ * it. This file owns the timers; the socket belongs to endpoint.ts, which hands packets in
+ * (`onPacket`) and takes datagrams out (the `output` callback).
  *
  * What travels:
  * - control frames (HELLO, OFFER, END, VERDICT, ERROR, …) as an ordered byte stream cut into
@@ -32,6 +32,14 @@ export const DEFAULT_WINDOW = 16 * 1024 * 1024;
 const SEND_HIGH_WATER = 8 * 1024 * 1024;
 const CLOSE_GRACE_MS = 5000;
 const ABORT_GRACE_MS = 1000;
+/**
+ * How far ahead of what arrived in order a DATA sequence number or a control-stream offset may
+ * be and still be held: well beyond what the flow-control window lets an honest sender reach
+ * (16 MiB in chunks of at least 528 bytes; control frames are a few KiB), so that a peer cannot
+ * make us remember an unbounded set.
+ */
+const MAX_SEQ_AHEAD = 1 << 16;
+const MAX_CONTROL_AHEAD = 1024 * 1024;
 /** Copies of the final CLOSE. */
 const CLOSE_COPIES = 3;
 /** Probes sent when the probe timeout fires (RFC 9002 §6.2.4). */
@@ -63,7 +71,7 @@ export interface ConnectionOptions {
   clock?: () => number;
 }
 
-/** Something that travels reliably: a DATA frame, a piece of the control stream, or a probe. */
+/** Something that travels reliably: a DATA frame, or a piece of the control stream. */
 interface Message {
   kind: 'data' | 'stream';
   /** Data: sequence number; stream: byte offset. */
@@ -357,6 +365,11 @@ export class UdpConnection implements Transport {
     this.counters.packetsReceived++;
     this.counters.bytesReceived += size;
     const body = packet.body;
+    // Payload further ahead than we hold is dropped *unacknowledged*, so the peer sends it again
+    // later; acknowledging it would lose it for good.
+    if ((body.type === 'data' && body.seq >= this.dataSeen.contiguous + MAX_SEQ_AHEAD) || (body.type === 'stream' && body.offset + body.bytes.length - this.streamDelivered > MAX_CONTROL_AHEAD)) {
+      return;
+    }
     const ackEliciting = body.type === 'data' || body.type === 'stream' || body.type === 'ping';
     if (ackEliciting || body.type === 'ack') this.acks.onPacket(packet.pn, ackEliciting, now);
     switch (body.type) {
@@ -433,8 +446,7 @@ export class UdpConnection implements Transport {
       return;
     }
     if (offset > this.streamDelivered) {
-      // Early: hold it (within the window), unless already held.
-      if (end - this.streamDelivered > DEFAULT_WINDOW) return;
+      // Early: hold it (onPacket bounds how early), unless already held.
       if (this.segments.has(offset)) this.counters.duplicates++;
       else this.segments.set(offset, bytes);
       return;

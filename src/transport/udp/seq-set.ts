@@ -19,6 +19,11 @@ export class SeqSet {
     return true;
   }
 
+  /** Every number below this one has arrived. */
+  get contiguous(): number {
+    return this.floor;
+  }
+
   has(seq: number): boolean {
     return seq < this.floor || this.above.has(seq);
   }
