@@ -14,11 +14,11 @@ const ws = useWorkspace();
 
 
 /** Starts sending a 2 GiB sparse file and resolves once the receiver has written part of it. */
-async function midTransfer(receiverArgs: string[]): Promise<{ receiver: Proc; sender: Proc }> {
+async function midTransfer(receiverArgs: string[], senderArgs: string[] = []): Promise<{ receiver: Proc; sender: Proc }> {
   const file = path.join(ws.src, 'big.bin');
   await sparseFile(file, BIG);
   const { proc: receiver, address } = await startReceiver(ws.out, receiverArgs);
-  const sender = sockxfer(['send', file, address, '--json']);
+  const sender = sockxfer(['send', file, address, '--json', ...senderArgs]);
   await receiver.waitFor((e) => e.event === 'progress' && (e.bytes as number) > 0);
   // The temporary file exists now, so "none left" below is a real check.
   expect(await partFiles(ws.out)).toHaveLength(1);
@@ -26,20 +26,22 @@ async function midTransfer(receiverArgs: string[]): Promise<{ receiver: Proc; se
 }
 
 describe('receiver', () => {
-  it('SIGTERM mid-transfer: exits 130 with E_INTERRUPTED last, removes the temporary file; the sender exits 3', async () => {
-    const { receiver, sender } = await midTransfer([]);
-    receiver.child.kill('SIGTERM');
+  for (const [transport, sendArgs] of [['tcp', []], ['udp', ['--udp']]] as const) {
+    it(`SIGTERM mid-transfer over ${transport}: exits 130 with E_INTERRUPTED last, removes the temporary file; the sender exits 3`, async () => {
+      const { receiver, sender } = await midTransfer([], [...sendArgs]);
+      receiver.child.kill('SIGTERM');
 
-    expect(await receiver.exited, receiver.stderr()).toBe(130);
-    expect(receiver.events.at(-1)).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: 'interrupted by SIGTERM' });
-    // The transfer it cut short is reported as such, before the final event.
-    expect(receiver.events.at(-2)).toMatchObject({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, name: 'big.bin', session: expect.any(String) });
-    expect(await listDir(ws.out)).toEqual([]);
+      expect(await receiver.exited, receiver.stderr()).toBe(130);
+      expect(receiver.events.at(-1)).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: 'interrupted by SIGTERM' });
+      // The transfer it cut short is reported as such, before the final event.
+      expect(receiver.events.at(-2)).toMatchObject({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, name: 'big.bin', session: expect.any(String) });
+      expect(await listDir(ws.out)).toEqual([]);
 
-    // For the sender, an interrupted receiver is a lost connection (README: exit 3, worth retrying).
-    expect(await sender.exited, sender.stderr()).toBe(3);
-    expect(sender.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3 });
-  });
+      // For the sender, an interrupted receiver is a lost connection (README: exit 3, worth retrying).
+      expect(await sender.exited, sender.stderr()).toBe(3);
+      expect(sender.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3 });
+    });
+  }
 
   it('SIGTERM mid-transfer with --once: exits 130 and removes the temporary file', async () => {
     const { receiver, sender } = await midTransfer(['--once']);
@@ -71,17 +73,19 @@ describe('receiver', () => {
 });
 
 describe('sender', () => {
-  it('SIGINT mid-transfer: exits 130 with E_INTERRUPTED; the receiver sees a lost connection and removes the temporary file', async () => {
-    const { receiver, sender } = await midTransfer(['--once']);
-    sender.child.kill('SIGINT');
+  for (const [transport, sendArgs] of [['tcp', []], ['udp', ['--udp']]] as const) {
+    it(`SIGINT mid-transfer over ${transport}: exits 130 with E_INTERRUPTED; the receiver sees a lost connection and removes the temporary file`, async () => {
+      const { receiver, sender } = await midTransfer(['--once'], [...sendArgs]);
+      sender.child.kill('SIGINT');
 
-    expect(await sender.exited, sender.stderr()).toBe(130);
-    expect(sender.events.at(-1)).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: 'interrupted by SIGINT' });
-    expect(sender.stray).toEqual([]);
+      expect(await sender.exited, sender.stderr()).toBe(130);
+      expect(sender.events.at(-1)).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: 'interrupted by SIGINT' });
+      expect(sender.stray).toEqual([]);
 
-    // For the receiver, an interrupted sender is a lost connection (README: exit 3), not its own interruption.
-    expect(await receiver.exited, receiver.stderr()).toBe(3);
-    expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3, name: 'big.bin' });
-    expect(await listDir(ws.out)).toEqual([]);
-  });
+      // For the receiver, an interrupted sender is a lost connection (README: exit 3), not its own interruption.
+      expect(await receiver.exited, receiver.stderr()).toBe(3);
+      expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3, name: 'big.bin' });
+      expect(await listDir(ws.out)).toEqual([]);
+    });
+  }
 });
