@@ -120,7 +120,13 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
       'after',
       '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./db.dump backup-host:9000 --udp --datagram-size ethernet\n  $ sockxfer send ./db.dump 192.0.2.10:9000 --udp --rate 50M --json\n  $ sockxfer send ./big.iso [2001:db8::10]:9000 --timeout 60 --hash sha256',
     )
-    .action(async (file: string, target: string, opts: { hash: HashAlgorithm; chunkSize: number; timeout: number; udp: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }) => {
+    .action(async (file: string, target: string, opts: { hash: HashAlgorithm; chunkSize: number; timeout: number; udp: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }, command: Command) => {
+      // UDP's options do nothing over TCP: say so rather than ignore them.
+      const udpOnly = ['datagramSize', 'cc', 'rate'].filter((o) => command.getOptionValueSource(o) === 'cli');
+      if (!opts.udp && udpOnly.length > 0) {
+        const names = udpOnly.map((o) => `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ');
+        command.error(`error: ${names} only ${udpOnly.length > 1 ? 'apply' : 'applies'} with --udp`, { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.udpOnly' });
+      }
       output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
       const flags: SendFlags = {
         hash: opts.hash,

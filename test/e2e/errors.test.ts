@@ -165,6 +165,11 @@ describe('usage errors: exit 2', () => {
     { title: '--chunk-size 1', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--chunk-size', '1'], stderr: /--chunk-size/ },
     { title: '--hash md5', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--hash', 'md5'], stderr: /md5/ },
     { title: 'receive without --port', args: (_file, out) => ['receive', '--dir', out, '--json'], stderr: /--port/ },
+    { title: '--datagram-size 100', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--udp', '--datagram-size', '100'], stderr: /--datagram-size/ },
+    { title: '--rate 1', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--udp', '--rate', '1'], stderr: /--rate/ },
+    { title: '--cc cubic', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--udp', '--cc', 'cubic'], stderr: /cubic/ },
+    { title: 'UDP options without --udp', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--rate', '10M', '--cc', 'reno'], stderr: /--cc, --rate only apply with --udp/ },
+    { title: 'receive --transport sctp', args: (_file, out) => ['receive', '--port', '0', '--dir', out, '--json', '--transport', 'sctp'], stderr: /sctp/ },
   ];
   for (const c of cases) {
     it(c.title, async () => {
