@@ -64,8 +64,8 @@ export interface ConnectionOptions {
   output: (packet: Buffer) => void;
   /** True when the socket holds no datagram not yet passed to the kernel (so send buffers may be reused). */
   sendQueueEmpty?: () => boolean;
-  /** Called once when the connection is finished, so the endpoint can forget it. */
-  onFinished?: () => void;
+  /** Called once when the connection is finished, so the endpoint can forget it (and close its socket: close() and abort() wait for that). */
+  onFinished?: () => Promise<void> | void;
   /** An RTT measured during the handshake (ms). */
   handshakeRtt?: number;
   clock?: () => number;
@@ -186,7 +186,10 @@ export class UdpConnection implements Transport {
   private failure: SockxferError | null = null;
   private finished = false;
   private peerClosed = false;
-  private readonly onFinished: (() => void) | undefined;
+  private readonly onFinished: (() => Promise<void> | void) | undefined;
+  /** Settles once finish() has run and the endpoint let go of the socket. */
+  private ended: Promise<void> = Promise.resolve();
+  private aborting: Promise<void> | null = null;
 
   private readonly counters = {
     packetsSent: 0,
@@ -295,17 +298,23 @@ export class UdpConnection implements Transport {
 
   /** Waits until everything sent is acknowledged (or the peer closed, or `graceMs` passed), then says CLOSE. */
   async close(graceMs = CLOSE_GRACE_MS): Promise<void> {
-    if (this.finished) return;
-    if (!this.failure && !this.peerClosed) {
-      await this.flushed(graceMs);
+    if (!this.finished) {
+      if (!this.failure && !this.peerClosed) await this.flushed(graceMs);
+      this.finish(0, 'done');
     }
-    this.finish(0, 'done');
+    await this.ended;
   }
 
-  async abort(error: SockxferError): Promise<void> {
+  /** A second call (the transfer layer's, after a signal's) waits for the first instead of cutting its ERROR short. */
+  abort(error: SockxferError): Promise<void> {
+    this.aborting ??= this.abortOnce(error);
+    return this.aborting;
+  }
+
+  private async abortOnce(error: SockxferError): Promise<void> {
     const alreadyFailed = this.failure !== null;
     this.fail(error);
-    if (this.finished) return;
+    if (this.finished) return this.ended;
     if (!alreadyFailed && !this.peerClosed) {
       // Data still queued will never be wanted; the ERROR frame goes out ahead of it.
       for (const m of this.data.drain()) this.release(m);
@@ -316,6 +325,7 @@ export class UdpConnection implements Transport {
       await this.flushed(ABORT_GRACE_MS);
     }
     this.finish(error.wireCode, error.message);
+    await this.ended;
   }
 
   destroy(error?: Error): void {
@@ -781,6 +791,6 @@ export class UdpConnection implements Transport {
         this.release(m);
       }
     }
-    this.onFinished?.();
+    this.ended = Promise.resolve(this.onFinished?.());
   }
 }

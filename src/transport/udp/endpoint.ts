@@ -54,6 +54,38 @@ function setBuffers(socket: dgram.Socket): void {
   }
 }
 
+/** How long closing a socket waits for datagrams still queued in Node (the kernel's buffer was full). */
+const CLOSE_DRAIN_MS = 1000;
+
+/**
+ * Closes `socket` once every datagram handed to it has gone to the kernel. Closing drops what
+ * Node still queues, and the last datagrams of a connection are its CLOSE: without them the
+ * peer waits out its grace period (or its idle timeout) instead of finishing.
+ */
+function closeWhenSent(socket: dgram.Socket): Promise<void> {
+  const deadline = performance.now() + CLOSE_DRAIN_MS;
+  return new Promise((resolve) => {
+    const attempt = () => {
+      let queued = 0;
+      try {
+        queued = socket.getSendQueueCount();
+      } catch {
+        // not running any more
+      }
+      if (queued > 0 && performance.now() < deadline) {
+        setTimeout(attempt, 2);
+        return;
+      }
+      try {
+        socket.close(() => resolve());
+      } catch {
+        resolve();
+      }
+    };
+    attempt();
+  });
+}
+
 function plainAddress(address: string): string {
   return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
 }
@@ -173,7 +205,7 @@ export async function connectUdp(target: HostPort, options: UdpOptions & { timeo
     sendQueueEmpty: () => socket.getSendQueueCount() === 0,
     onFinished: () => {
       closed = true;
-      socket.close();
+      return closeWhenSent(socket);
     },
   });
   socket.on('message', (msg: Buffer) => {
@@ -268,7 +300,7 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
     socketClosed = true;
     // Not at once: a send to an address resolves it on the next tick, and the last connection's
     // final ACK and CLOSE are such sends. Closing now would drop them.
-    setImmediate(() => socket.close());
+    setImmediate(() => void closeWhenSent(socket));
   };
   const reply = (buf: Buffer, rinfo: dgram.RemoteInfo) => {
     if (!socketClosed) socket.send(buf, rinfo.port, rinfo.address);
