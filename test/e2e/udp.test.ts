@@ -399,7 +399,9 @@ describe('through the impairment relay', () => {
     const context = `${acksDropped} ACKs dropped; the verdict passed at ${verdictAt}, the sender exited at ${exitedAt.toFixed(1)}; datagrams after the verdict:\n${after.join('\n')}\nsender stderr:\n${sender.stderr()}\nreceiver stderr:\n${receiver.stderr()}`;
     expect(code, context).toBe(0);
     await expectDelivered({ sent: { code, events: sender.events, stderr: sender.stderr(), last: sender.events.at(-1) }, receiver, receiverCode }, 'closing.bin', sha, size, peer);
-    expect(acksDropped, context).toBeGreaterThan(0);
+    // Whether the receiver sent any ACK in that window depends on timing; either way, when the
+    // verdict arrived the sender's last chunk was not acknowledged (its ACK could only come after
+    // dropFrom, and every one of those was dropped), which is the situation under test.
     expect(verdictAt, context).not.toBeNull();
     // A few round trips on loopback, not the 5 s close grace period.
     expect(exitedAt - verdictAt!, context).toBeLessThan(2000);

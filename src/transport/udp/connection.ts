@@ -190,6 +190,9 @@ export class UdpConnection implements Transport {
   /** Settles once finish() has run and the endpoint let go of the socket. */
   private ended: Promise<void> = Promise.resolve();
   private aborting: Promise<void> | null = null;
+  /** Resolves when the peer says CLOSE. */
+  private peerGoneResolve: () => void = () => {};
+  private readonly peerGone = new Promise<void>((resolve) => (this.peerGoneResolve = resolve));
 
   private readonly counters = {
     packetsSent: 0,
@@ -316,13 +319,27 @@ export class UdpConnection implements Transport {
     this.fail(error);
     if (this.finished) return this.ended;
     if (!alreadyFailed && !this.peerClosed) {
-      // Data still queued will never be wanted; the ERROR frame goes out ahead of it.
-      for (const m of this.data.drain()) this.release(m);
+      // Data not yet sent (or to be sent again) will never be wanted.
+      for (const m of [...this.data.drain(), ...this.retransmit.drain()]) {
+        m.queued = false;
+        if (!m.acked) {
+          m.acked = true;
+          this.release(m);
+        }
+      }
+      // The ERROR goes out at once, past the congestion window and the pacer (it is one small
+      // packet, and the peer must learn why we stop), and is resent like any control frame until
+      // acknowledged, for up to ABORT_GRACE_MS.
       const encoded = encodeFrameToBuffer({ type: 'error', code: error.wireCode, message: error.message.slice(0, 1000) }, this.session);
-      this.control.push(this.message('stream', this.streamOffset, encoded, undefined));
+      let told: () => void = () => {};
+      const acknowledged = new Promise<void>((resolve) => (told = resolve));
+      const m = this.message('stream', this.streamOffset, encoded, () => told());
       this.streamOffset += encoded.length;
+      this.sendMessage(m, this.clock());
       this.service();
-      await this.flushed(ABORT_GRACE_MS);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([acknowledged, new Promise<void>((resolve) => (timer = setTimeout(resolve, ABORT_GRACE_MS))), this.peerGone]);
+      clearTimeout(timer);
     }
     this.finish(error.wireCode, error.message);
     await this.ended;
@@ -493,6 +510,7 @@ export class UdpConnection implements Transport {
 
   private onClose(code: number, message: string): void {
     this.peerClosed = true;
+    this.peerGoneResolve();
     if (code !== 0 && !this.failure) {
       // The peer gave up with an error: hand it over as the ERROR frame it stands for.
       this.deliver({ type: 'error', code, message }, 0);
@@ -541,7 +559,8 @@ export class UdpConnection implements Transport {
       const m = p.payload;
       if (m === null) continue;
       m.copies--;
-      if (!m.acked && !m.queued && m.copies === 0) {
+      // After a failure only control frames (the ERROR) are worth sending again.
+      if (!m.acked && !m.queued && m.copies === 0 && !(this.failure && m.kind === 'data')) {
         m.queued = true;
         this.retransmit.push(m);
       }
