@@ -94,7 +94,7 @@ interface Run {
 export class PartFile {
   /** Bytes accepted by write() and not yet written (queued or in flight). */
   private pending = 0;
-  /** Writes waiting for a slot, oldest first, from `head` on; and the queued run ending at each offset. */
+  /** Writes waiting for a slot, oldest first, from `head` on; and the queued run ending at each offset (all but the newest). */
   private queue: Run[] = [];
   private head = 0;
   private byEnd = new Map<number, Run>();
@@ -144,17 +144,27 @@ export class PartFile {
   }
 
   private enqueue(position: number, pieces: Buffer[], length: number): void {
-    const run = this.byEnd.get(position);
-    if (run && run.pieces.length + pieces.length <= MAX_RUN_PIECES && run.length + length <= MAX_RUN_BYTES) {
-      this.byEnd.delete(position);
+    const fits = (run: Run) => run.pieces.length + pieces.length <= MAX_RUN_PIECES && run.length + length <= MAX_RUN_BYTES;
+    const append = (run: Run) => {
       for (const piece of pieces) run.pieces.push(piece);
       run.length += length;
+    };
+    // The newest run is kept out of byEnd: chunks mostly arrive in order and extend it, and
+    // that should cost no map operations.
+    const last = this.head < this.queue.length ? this.queue[this.queue.length - 1]! : undefined;
+    if (last && last.position + last.length === position && fits(last)) {
+      append(last);
+      return;
+    }
+    const run = this.byEnd.get(position);
+    if (run && fits(run)) {
+      this.byEnd.delete(position);
+      append(run);
       this.byEnd.set(run.position + run.length, run);
       return;
     }
-    const fresh: Run = { position, pieces: pieces.slice(), length };
-    this.queue.push(fresh);
-    this.byEnd.set(position + length, fresh);
+    if (last) this.byEnd.set(last.position + last.length, last);
+    this.queue.push({ position, pieces: pieces.slice(), length });
   }
 
   private dequeue(): Run | undefined {

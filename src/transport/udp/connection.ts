@@ -167,7 +167,9 @@ export class UdpConnection implements Transport {
   private readonly deframer = new StreamDeframer();
   private readonly segments = new Map<number, Buffer>();
   private streamDelivered = 0;
-  private readonly inbox = new Queue<{ frame: Frame; size: number }>();
+  /** Frames for the transfer layer, and their payload sizes (two queues: no wrapper object per datagram). */
+  private readonly inbox = new Queue<Frame>();
+  private readonly inboxSizes = new Queue<number>();
   private readonly receivers: Array<Waiter<Frame>> = [];
   /** Payload bytes handed to the transfer layer, and the limit last advertised to the peer. */
   private consumed = 0;
@@ -285,11 +287,8 @@ export class UdpConnection implements Transport {
   }
 
   receive(): Promise<Frame> {
-    const next = this.inbox.shift();
-    if (next) {
-      this.consume(next.size);
-      return Promise.resolve(next.frame);
-    }
+    const next = this.take();
+    if (next) return Promise.resolve(next);
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => this.receivers.push({ resolve, reject }));
   }
@@ -433,28 +432,32 @@ export class UdpConnection implements Transport {
    * the 32 datagrams a turn can bring cost one promise, not 32.
    */
   private deliver(frame: Frame, size: number): void {
-    this.inbox.push({ frame, size });
+    this.inbox.push(frame);
+    this.inboxSizes.push(size);
     if (this.receivers.length > 0 && this.wake === null) {
       this.wake = setImmediate(() => {
         this.wake = null;
         for (let w = this.receivers.shift(); w !== undefined; w = this.receivers.shift()) {
-          const next = this.inbox.shift();
+          const next = this.take();
           if (next === undefined) {
             this.receivers.unshift(w);
             break;
           }
-          this.consume(next.size);
-          w.resolve(next.frame);
+          w.resolve(next);
         }
       });
     }
   }
 
   tryReceive(): Frame | undefined {
-    const next = this.inbox.shift();
-    if (next === undefined) return undefined;
-    this.consume(next.size);
-    return next.frame;
+    return this.take();
+  }
+
+  /** The oldest queued frame, counted as taken by the transfer layer. */
+  private take(): Frame | undefined {
+    const frame = this.inbox.shift();
+    if (frame !== undefined) this.consume(this.inboxSizes.shift()!);
+    return frame;
   }
 
   /** The transfer layer took `size` payload bytes: the window moves; tell the peer when it moved a lot. */
@@ -773,8 +776,8 @@ export class UdpConnection implements Transport {
     this.failure = err;
     // Frames that arrived before the failure still go to whoever waits (a peer's ERROR, say).
     for (const w of this.receivers.splice(0)) {
-      const next = this.inbox.shift();
-      if (next) w.resolve(next.frame);
+      const next = this.take();
+      if (next) w.resolve(next);
       else w.reject(err);
     }
     for (const w of this.drainers.splice(0)) w.reject(err);

@@ -289,6 +289,16 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
   setBuffers(socket);
 
   const cookies = new CookieJar();
+  /** Connections by the low 32 bits of their session (the first one to take a value; others go by `connections`). */
+  const fast = new Map<number, { connection: UdpConnection; address: string; port: number; hi: number }>();
+  const deliver = (connection: UdpConnection, packet: Packet, size: number) => {
+    try {
+      connection.onPacket(packet, size);
+    } catch (err) {
+      // A bug must cost one transfer, never the receiver and every other sender it serves.
+      connection.onNetworkError(new SockxferError('E_INTERNAL', `internal error handling a packet from ${connection.remote}: ${(err as Error).message}`, { cause: err }));
+    }
+  };
   const connections = new Map<string, UdpConnection>();
   /** The latest connection per address and port, to count corrupt datagrams against. */
   const byAddress = new Map<string, UdpConnection>();
@@ -341,12 +351,16 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
         },
         onFinished: () => {
           connections.delete(key);
+          const lo = Number(packet.session & 0xffffffffn);
+          if (fast.get(lo)?.connection === connection) fast.delete(lo);
           if (byAddress.get(addressKey) === connection) byAddress.delete(addressKey);
           if (!accepting && connections.size === 0) closeSocket();
         },
       });
       connections.set(key, connection);
       byAddress.set(addressKey, connection);
+      const lo = Number(packet.session & 0xffffffffn);
+      if (!fast.has(lo)) fast.set(lo, { connection, address: rinfo.address, port: rinfo.port, hi: Number(packet.session >> 32n) });
       reply(encodePacket(packet.session, 0, { type: 'ready', window: DEFAULT_WINDOW, datagramSize: peerDatagramSize }), rinfo);
       onConnection(connection);
       return;
@@ -356,13 +370,21 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
   };
 
   socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
-    const addressKey = `${rinfo.address}|${rinfo.port}`;
     const d = decodePacket(msg);
     if (!d.ok) {
       dropped++;
-      byAddress.get(addressKey)?.onCorrupt();
+      byAddress.get(`${rinfo.address}|${rinfo.port}`)?.onCorrupt();
       return;
     }
+    if (d.packet.body.type !== 'initial') {
+      // The common case, without building a string key: a session's low 32 bits, then a check of the rest.
+      const f = fast.get(msg.readUInt32BE(12));
+      if (f !== undefined && f.port === rinfo.port && f.hi === msg.readUInt32BE(8) && f.address === rinfo.address) {
+        deliver(f.connection, d.packet, msg.length);
+        return;
+      }
+    }
+    const addressKey = `${rinfo.address}|${rinfo.port}`;
     const key = `${addressKey}|${msg.toString('hex', 8, 16)}`;
     if (d.packet.body.type === 'initial') {
       try {
@@ -377,12 +399,7 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
       dropped++;
       return;
     }
-    try {
-      connection.onPacket(d.packet, msg.length);
-    } catch (err) {
-      // A bug must cost one transfer, never the receiver and every other sender it serves.
-      connection.onNetworkError(new SockxferError('E_INTERNAL', `internal error handling a packet from ${connection.remote}: ${(err as Error).message}`, { cause: err }));
-    }
+    deliver(connection, d.packet, msg.length);
   });
   // Errors on an unconnected socket concern one datagram (an ICMP reply); the connection's own timers deal with a peer that is gone.
   socket.on('error', () => {});
