@@ -106,7 +106,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
         .default(DEFAULT_SEND_OPTIONS.chunkSize, formatBytes(DEFAULT_SEND_OPTIONS.chunkSize)),
     )
     .option('--timeout <seconds>', 'connect timeout, and the longest the transfer may go without progress', positiveSeconds, DEFAULT_SEND_OPTIONS.timeoutMs / 1000)
-    .option('--udp', "send over UDP with sockxfer's own reliability layer (default: TCP)", false)
+    .option('--udp', "send over UDP with sockxfer's own reliability layer, instead of TCP")
     .addOption(
       new Option('--datagram-size <bytes>', `UDP payload bytes per datagram (${MIN_DATAGRAM_SIZE}-${MAX_DATAGRAM_SIZE}, or "ethernet")`)
         .argParser(datagramSize)
@@ -120,7 +120,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
       'after',
       '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./db.dump backup-host:9000 --udp --datagram-size ethernet\n  $ sockxfer send ./db.dump 192.0.2.10:9000 --udp --rate 50M --json\n  $ sockxfer send ./big.iso [2001:db8::10]:9000 --timeout 60 --hash sha256',
     )
-    .action(async (file: string, target: string, opts: { hash: HashAlgorithm; chunkSize: number; timeout: number; udp: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }, command: Command) => {
+    .action(async (file: string, target: string, opts: { hash: HashAlgorithm; chunkSize: number; timeout: number; udp?: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }, command: Command) => {
       // UDP's options do nothing over TCP: say so rather than ignore them.
       const udpOnly = ['datagramSize', 'cc', 'rate'].filter((o) => command.getOptionValueSource(o) === 'cli');
       if (!opts.udp && udpOnly.length > 0) {
