@@ -6,6 +6,7 @@ import net from 'node:net';
 import { MAX_CHUNK_SIZE, StreamDeframer, encodeFrame, type Frame } from '../protocol/index.js';
 import { SockxferError, errnoToCode, toSockxferError } from '../errors.js';
 import { formatHostPort, type HostPort } from './address.js';
+import { foreignSession } from './session.js';
 import type { Transport, TransportStats } from './transport.js';
 
 /** Bytes handed to the socket but not yet to the kernel before send() says "wait". */
@@ -89,9 +90,10 @@ export class TcpTransport implements Transport {
       if (!this.sessionKnown) {
         this.session = session;
         this.sessionKnown = true;
-      } else if (session !== this.session && !(frame.type === 'error' && session === 0n)) {
-        // (An ERROR with session 0 is a receiver failing before it learned the session: let it through.)
-        this.fail(new SockxferError('E_PROTOCOL', `frame for session ${session.toString(16)} on the connection of session ${this.session.toString(16)}`));
+      }
+      const foreign = foreignSession(frame, session, this.session);
+      if (foreign) {
+        this.fail(foreign);
         return;
       }
       const waiter = this.receivers.shift();

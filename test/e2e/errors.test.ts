@@ -21,13 +21,12 @@ import {
   sockxfer,
   sparseFile,
   startReceiver,
-  type Proc,
   useWorkspace,
+  exitWithin,
 } from '../helpers/cli.js';
 
 const ws = useWorkspace();
 const fakes: Array<{ server?: net.Server; sockets: Set<net.Socket> }> = [];
-
 
 afterEach(async () => {
   for (const fake of fakes.splice(0)) {
@@ -80,19 +79,6 @@ async function fakeReceiver(onConnection: (socket: net.Socket) => void): Promise
   fakes.push(fake);
   await new Promise<void>((resolve, reject) => fake.server!.once('error', reject).listen(0, '127.0.0.1', resolve));
   return (fake.server.address() as net.AddressInfo).port;
-}
-
-/** Resolves with the exit status, or fails the test if the process is still running after `ms`. */
-async function exitWithin(proc: Proc, ms: number, what: string): Promise<number> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still running ${ms} ms later; stderr:\n${proc.stderr()}`)), ms);
-  });
-  try {
-    return await Promise.race([proc.exited, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function exists(file: string): Promise<boolean> {

@@ -28,6 +28,8 @@ import {
   type JsonEvent,
   type Proc,
   useWorkspace,
+  within,
+  exitWithin,
 } from '../helpers/cli.js';
 import { mulberry32, seededBytes } from '../helpers/seeded.js';
 
@@ -70,32 +72,6 @@ async function relayTo(port: number, options: Omit<RelayOptions, 'target'>): Pro
   const relay = await startRelay({ target: { host: '127.0.0.1', port }, ...options });
   relays.push(relay);
   return relay;
-}
-
-/** Resolves with the exit status, or fails the test if the process is still running after `ms`. */
-async function exitWithin(proc: Proc, ms: number, what: string): Promise<number> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still running ${ms} ms later; stderr:\n${proc.stderr()}`)), ms);
-  });
-  try {
-    return await Promise.race([proc.exited, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Resolves with `promise`, or fails after `ms` with `what`. */
-async function within<T>(promise: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what()}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 interface Stats {

@@ -162,3 +162,21 @@ export function useWorkspace(): { readonly root: string; readonly src: string; r
   });
   return ws;
 }
+
+/** Resolves with `promise`, or fails after `ms` (a bound on a wait, never a sleep) with what was awaited. */
+export async function within<T>(promise: Promise<T>, ms: number, what: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what()}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves with the exit status, or fails the test if the process is still running after `ms`. */
+export function exitWithin(proc: Proc, ms: number, what: string): Promise<number> {
+  return within(proc.exited, ms, () => `${what}: still running; stderr:\n${proc.stderr()}`);
+}

@@ -19,24 +19,12 @@ import {
   WHOLE_TRANSFER,
   type Frame,
 } from '../../src/protocol/index.js';
+import { hex, withCrc } from '../helpers/bytes.js';
 import { refCrc32c } from '../helpers/seeded.js';
 import { expectError } from '../helpers/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-function hex(s: string): Buffer {
-  const clean = s.replace(/\s+/g, '');
-  if (!/^([0-9a-f]{2})*$/i.test(clean)) throw new Error(`bad hex literal: ${s}`);
-  return Buffer.from(clean, 'hex');
-}
-
-/** Appends the big-endian reference CRC32C of everything before it. */
-function withCrc(headerAndBody: Buffer): Buffer {
-  const trailer = Buffer.alloc(4);
-  trailer.writeUInt32BE(refCrc32c(headerAndBody));
-  return Buffer.concat([headerAndBody, trailer]);
-}
 
 const SESSION = 0x0102030405060708n;
 const SESSION_HEX = '0102030405060708';

@@ -13,6 +13,7 @@
  */
 import { SockxferError } from '../../errors.js';
 import { StreamDeframer, dataLength, encodeFrameToBuffer, type Frame } from '../../protocol/index.js';
+import { foreignSession } from '../session.js';
 import type { Transport, TransportStats } from '../transport.js';
 import { AckTracker, MAX_ACK_DELAY_MS } from './ack-tracker.js';
 import { DeliveryRateController, NewRenoController, Pacer, RateSampler, type CongestionController } from './congestion.js';
@@ -23,7 +24,7 @@ import {
   encodePacket,
   type Packet,
 } from './packet.js';
-import { LossRecovery, type SentPacket } from './recovery.js';
+import { LossRecovery, newSentPacket, type SentPacket } from './recovery.js';
 import { SeqSet } from './seq-set.js';
 
 /** Flow-control window each side grants: payload bytes received but not yet taken by the transfer layer. */
@@ -501,8 +502,9 @@ export class UdpConnection implements Transport {
       return;
     }
     for (const { frame, session, size } of decoded) {
-      if (session !== this.session && !(frame.type === 'error' && session === 0n)) {
-        this.fail(new SockxferError('E_PROTOCOL', `frame for session ${session.toString(16)} on the connection of session ${this.session.toString(16)}`));
+      const foreign = foreignSession(frame, session, this.session);
+      if (foreign) {
+        this.fail(foreign);
         return;
       }
       this.deliver(frame, size);
@@ -666,21 +668,7 @@ export class UdpConnection implements Transport {
   }
 
   private track(pn: number, size: number, payload: Payload, now: number): void {
-    const p: SentPacket<Payload> = {
-      pn,
-      sentAt: now,
-      size,
-      ackEliciting: true,
-      inFlight: true,
-      acked: false,
-      lost: false,
-      lostAt: 0,
-      payload,
-      delivered: 0,
-      deliveredAt: 0,
-      firstSentAt: 0,
-      appLimited: false,
-    };
+    const p = newSentPacket(pn, now, size, payload);
     this.sampler.onSent(p, now, this.recovery.bytesInFlight);
     this.recovery.onSent(p);
     this.cc.onSent(size, now);
@@ -701,11 +689,9 @@ export class UdpConnection implements Transport {
   private sendAck(now: number): void {
     this.windowUpdate = false;
     this.advertised = this.consumed + DEFAULT_WINDOW;
-    const body = this.acks.build(now, this.advertised) ?? { largest: -1, ackDelayMicros: 0, maxData: this.advertised, ranges: [] };
-    if (body.largest < 0) {
-      // Nothing received to acknowledge (a window update before any packet): a PING-free ACK is not possible; skip.
-      return;
-    }
+    const body = this.acks.build(now, this.advertised);
+    // Nothing received yet: an ACK needs a range, so a window update waits for the first packet.
+    if (body === null) return;
     const pn = this.nextPn++;
     const buf = encodePacket(this.session, pn, { type: 'ack', ...body });
     this.recovery.onSentAckOnly(pn, now);

@@ -222,8 +222,6 @@ export interface UdpListener {
   readonly port: number;
   /** Stops taking new senders; the socket stays open for the connections in progress and closes after the last. */
   close(): Promise<void>;
-  /** Datagrams dropped before reaching any connection (malformed, unknown session, over the limits). */
-  readonly dropped: number;
 }
 
 /** The stateless cookie: 4 bytes of time (seconds), 16 bytes of HMAC over time, address, port and session. */
@@ -304,7 +302,6 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
   const byAddress = new Map<string, UdpConnection>();
   let accepting = true;
   let socketClosed = false;
-  let dropped = 0;
   const closeSocket = () => {
     if (socketClosed) return;
     socketClosed = true;
@@ -322,21 +319,14 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
     const existing = connections.get(key);
     const peer = plainAddress(rinfo.address);
     if (existing === undefined) {
-      if (!accepting || !cookies.check(body.cookie, peer, rinfo.port, packet.session)) {
-        if (!accepting) {
-          dropped++;
-          return;
-        }
+      if (!accepting) return;
+      if (!cookies.check(body.cookie, peer, rinfo.port, packet.session)) {
         const retry = encodePacket(packet.session, 0, { type: 'retry', cookie: cookies.make(peer, rinfo.port, packet.session) });
         // The address is not validated yet: never answer with more than 3× what arrived.
         if (retry.length <= AMPLIFICATION_LIMIT * size) reply(retry, rinfo);
-        else dropped++;
         return;
       }
-      if (connections.size >= MAX_CONNECTIONS) {
-        dropped++;
-        return;
-      }
+      if (connections.size >= MAX_CONNECTIONS) return;
       const peerDatagramSize = Math.min(Math.max(body.datagramSize, MIN_DATAGRAM_SIZE), MAX_DATAGRAM_SIZE);
       const connection = new UdpConnection({
         session: packet.session,
@@ -371,8 +361,8 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
 
   socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
     const d = decodePacket(msg);
+    // Anything malformed, for an unknown session or over the limits is dropped without an answer.
     if (!d.ok) {
-      dropped++;
       byAddress.get(`${rinfo.address}|${rinfo.port}`)?.onCorrupt();
       return;
     }
@@ -390,16 +380,12 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
       try {
         onInitial(d.packet, msg.length, rinfo, key, addressKey);
       } catch {
-        dropped++;
+        // a malformed handshake costs nothing but itself
       }
       return;
     }
     const connection = connections.get(key);
-    if (!connection) {
-      dropped++;
-      return;
-    }
-    deliver(connection, d.packet, msg.length);
+    if (connection) deliver(connection, d.packet, msg.length);
   });
   // Errors on an unconnected socket concern one datagram (an ICMP reply); the connection's own timers deal with a peer that is gone.
   socket.on('error', () => {});
@@ -408,9 +394,6 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
   return {
     host: address.address,
     port: address.port,
-    get dropped() {
-      return dropped;
-    },
     close: () => {
       accepting = false;
       if (connections.size === 0) closeSocket();

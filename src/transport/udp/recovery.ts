@@ -39,6 +39,25 @@ export interface SentPacket<T = unknown> {
   appLimited: boolean;
 }
 
+/** A record of a packet about to be sent: in flight if ack-eliciting, not yet acknowledged or lost. */
+export function newSentPacket<T>(pn: number, sentAt: number, size: number, payload: T, ackEliciting = true): SentPacket<T> {
+  return {
+    pn,
+    sentAt,
+    size,
+    ackEliciting,
+    inFlight: ackEliciting,
+    acked: false,
+    lost: false,
+    lostAt: 0,
+    payload,
+    delivered: 0,
+    deliveredAt: 0,
+    firstSentAt: 0,
+    appLimited: false,
+  };
+}
+
 export interface AckResult<T> {
   /** Newly acknowledged packets, in packet-number order. */
   acked: Array<SentPacket<T>>;

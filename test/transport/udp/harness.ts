@@ -3,25 +3,11 @@
  * small deterministic event queue for fake-clock simulations (ties broken by insertion order).
  */
 import type { AckBody } from '../../../src/transport/udp/packet.js';
-import type { SentPacket } from '../../../src/transport/udp/recovery.js';
+import { newSentPacket, type SentPacket } from '../../../src/transport/udp/recovery.js';
 
-/** A SentPacket as the connection builds it. */
+/** A SentPacket as the connection builds it (argument order kept from the tests' point of view). */
 export function sentPacket<T>(pn: number, sentAt: number, payload: T, size = 1200, ackEliciting = true): SentPacket<T> {
-  return {
-    pn,
-    sentAt,
-    size,
-    ackEliciting,
-    inFlight: ackEliciting,
-    acked: false,
-    lost: false,
-    lostAt: 0,
-    payload,
-    delivered: 0,
-    deliveredAt: 0,
-    firstSentAt: 0,
-    appLimited: false,
-  };
+  return newSentPacket(pn, sentAt, size, payload, ackEliciting);
 }
 
 /** An ACK body from inclusive [start, end] ranges, newest first. */

@@ -26,23 +26,11 @@ import {
   type PacketBody,
   type PnRange,
 } from '../../../src/transport/udp/packet.js';
+import { hex, withCrc } from '../../helpers/bytes.js';
 import { mulberry32, refCrc32c, seededBytes } from '../../helpers/seeded.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-function hex(s: string): Buffer {
-  const clean = s.replace(/\s+/g, '');
-  if (!/^([0-9a-f]{2})*$/i.test(clean)) throw new Error(`bad hex literal: ${s}`);
-  return Buffer.from(clean, 'hex');
-}
-
-/** Appends the big-endian reference CRC32C of everything before it. */
-function withCrc(headerAndBody: Buffer): Buffer {
-  const trailer = Buffer.alloc(4);
-  trailer.writeUInt32BE(refCrc32c(headerAndBody));
-  return Buffer.concat([headerAndBody, trailer]);
-}
 
 /** Replaces the trailer of a whole datagram with the reference CRC of the rest. */
 function fixCrc(datagram: Buffer): Buffer {
