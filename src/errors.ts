@@ -23,12 +23,15 @@ export const ERROR_CODES = {
   E_CONNECTION_LOST: { exit: 3, wire: 302, description: 'the peer reset or closed the connection mid-transfer' },
   E_LISTEN: { exit: 3, wire: 303, description: 'cannot listen on the address (in use, or not an address of this machine)' },
   E_TIMEOUT: { exit: 4, wire: 400, description: 'connect, handshake or idle timeout' },
+  E_BUSY: { exit: 4, wire: 401, description: 'the receiver serves its --max-sessions already; try again later' },
   E_CHECKSUM: { exit: 5, wire: 500, description: 'a frame or chunk failed its CRC32C check' },
   E_HASH_MISMATCH: { exit: 5, wire: 501, description: 'the whole-file hash did not match' },
   E_REFUSED: { exit: 6, wire: 600, description: 'the receiver refused the transfer (policy)' },
   E_EXISTS: { exit: 6, wire: 601, description: 'the target file exists and the receiver does not overwrite' },
   E_BAD_NAME: { exit: 6, wire: 602, description: 'the offered file name is not acceptable' },
   E_UNSUPPORTED: { exit: 6, wire: 603, description: 'the receiver does not support what was offered' },
+  E_LIMIT: { exit: 6, wire: 604, description: "over a limit of the receiver's (--max-size, --max-files)" },
+  E_NO_ROOM: { exit: 6, wire: 605, description: "the receiver's folder has not the free space the offer needs" },
   E_AUTH: { exit: 7, wire: 700, description: 'authentication failed' },
   E_IO: { exit: 8, wire: 800, description: 'local I/O error (read or write failed)' },
   E_NOT_FOUND: { exit: 8, wire: 801, description: 'the source file or target folder does not exist' },
@@ -36,6 +39,7 @@ export const ERROR_CODES = {
   E_NO_SPACE: { exit: 8, wire: 803, description: 'no space left on the device' },
   E_PROTOCOL: { exit: 9, wire: 900, description: 'the peer broke the protocol (malformed or unexpected frame)' },
   E_VERSION: { exit: 9, wire: 901, description: 'the peer speaks a protocol version this sockxfer does not' },
+  E_SOURCE_CHANGED: { exit: 10, wire: 1000, description: 'a source file changed or vanished while it was being sent' },
   E_INTERRUPTED: { exit: 130, wire: 13000, description: 'interrupted (SIGINT or SIGTERM)' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 

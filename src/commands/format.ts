@@ -26,9 +26,9 @@ export function formatSeconds(s: number): string {
 
 /** Parses a size such as 1048576, 64K, 1M, 4MiB (binary units). */
 export function parseSize(text: string): number | null {
-  const m = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(text.trim());
+  const m = /^(\d+)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
   if (!m) return null;
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
   return Number(m[1]) * mult;
 }
 

@@ -4,7 +4,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ERROR_CODES, SockxferError, toSockxferError, type ErrorCode } from '../errors.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, PROTOCOL_VERSION, crc32cImplementation, type HashAlgorithm } from '../protocol/index.js';
-import { DEFAULT_SEND_OPTIONS, VERSION, xxh128Implementation } from '../transfer/index.js';
+import { DEFAULT_MAX_FILES, DEFAULT_MAX_SESSIONS, DEFAULT_SEND_OPTIONS, VERSION, xxh128Implementation } from '../transfer/index.js';
 import { MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, parsePort, type CongestionName } from '../transport/index.js';
 import { formatBytes, parseBitRate, parseSize } from './format.js';
 import { Output } from './output.js';
@@ -15,6 +15,8 @@ const EXAMPLES = `
 Examples:
   $ sockxfer receive --port 9000 --dir ./backups       listen on all interfaces, write into ./backups
   $ sockxfer send ./db.dump backup-host:9000          send over TCP; exit 0 only once the receiver committed it
+  $ sockxfer send ./photos ./notes.txt backup-host:9000   folders travel whole (relative paths, modes, mtimes)
+  $ pg_dump db | sockxfer send - backup-host:9000 --name db.sql   standard input, of any length
   $ sockxfer send ./db.dump backup-host:9000 --udp    over UDP, with sockxfer's own acks, retransmission and pacing
   $ sockxfer send ./db.dump [::1]:9000 --hash sha256   SHA-256 instead of the faster xxh128
   $ sockxfer receive --port 0 --once --json            any free port, one transfer, NDJSON events
@@ -62,6 +64,18 @@ function datagramSize(text: string): number | 'ethernet' {
   return n;
 }
 
+function sizeLimit(text: string): number {
+  const n = parseSize(text);
+  if (n === null || n < 0) throw new InvalidArgumentError('expected a size (e.g. 10G, 500M, 4096)');
+  return n;
+}
+
+function count(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number, at least 1');
+  return n;
+}
+
 function bitRate(text: string): number {
   const n = parseBitRate(text);
   if (n === null || n < 8000) throw new InvalidArgumentError('expected bits per second, at least 8k (e.g. 100M, 1.5G, 800k)');
@@ -96,9 +110,11 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
 
   program
     .command('send')
-    .description('send a file to a receiver')
-    .argument('<file>', 'the file to send')
-    .argument('<host:port>', 'where a receiver listens: host:port, [ipv6]:port')
+    .usage('[options] <path...> <host:port>')
+    .description('send files, folders or standard input to a receiver')
+    .argument('<path...>', 'files and folders to send ("-" for standard input, with --name), then host:port or [ipv6]:port where a receiver listens')
+    .option('--name <name>', 'the name standard input ("-") arrives under')
+    .option('--follow-symlinks', 'follow symbolic links inside folders (default: skip them, with a warning)', false)
     .addOption(new Option('--hash <algorithm>', 'whole-file hash').choices(['xxh128', 'sha256']).default(DEFAULT_SEND_OPTIONS.hash))
     .addOption(
       new Option('--chunk-size <size>', `bytes per chunk (${formatBytes(MIN_CHUNK_SIZE)}-${formatBytes(MAX_CHUNK_SIZE)})`)
@@ -118,9 +134,13 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .option('--quiet', 'print errors only', false)
     .addHelpText(
       'after',
-      '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./db.dump backup-host:9000 --udp --datagram-size ethernet\n  $ sockxfer send ./db.dump 192.0.2.10:9000 --udp --rate 50M --json\n  $ sockxfer send ./big.iso [2001:db8::10]:9000 --timeout 60 --hash sha256',
+      '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./photos ./docs backup-host:9000\n  $ tar c ./etc | sockxfer send - backup-host:9000 --name etc.tar\n  $ sockxfer send ./db.dump backup-host:9000 --udp --datagram-size ethernet\n  $ sockxfer send ./db.dump 192.0.2.10:9000 --udp --rate 50M --json\n  $ sockxfer send ./big.iso [2001:db8::10]:9000 --timeout 60 --hash sha256',
     )
-    .action(async (file: string, target: string, opts: { hash: HashAlgorithm; chunkSize: number; timeout: number; udp?: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }, command: Command) => {
+    .action(async (args: string[], opts: { name?: string; followSymlinks: boolean; hash: HashAlgorithm; chunkSize: number; timeout: number; udp?: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }, command: Command) => {
+      if (args.length < 2) command.error('error: missing host:port after the paths to send', { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.missingTarget' });
+      const target = args[args.length - 1]!;
+      const paths = args.slice(0, -1);
+      if (opts.name !== undefined && !paths.includes('-')) command.error('error: --name names standard input ("-"), which is not among the paths', { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.nameWithoutStdin' });
       // UDP's options do nothing over TCP: say so rather than ignore them.
       const udpOnly = ['datagramSize', 'cc', 'rate'].filter((o) => command.getOptionValueSource(o) === 'cli');
       if (!opts.udp && udpOnly.length > 0) {
@@ -129,13 +149,15 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
       }
       output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
       const flags: SendFlags = {
+        streamName: opts.name,
+        followSymlinks: opts.followSymlinks,
         hash: opts.hash,
         chunkSize: opts.chunkSize,
         timeout: opts.timeout,
         transport: opts.udp ? 'udp' : 'tcp',
         udp: { datagramSize: opts.datagramSize, cc: opts.cc, rateLimit: opts.rate === undefined ? 0 : opts.rate / 8 },
       };
-      status = await runSend(file, target, flags, output, signal);
+      status = await runSend(paths, target, flags, output, signal);
     });
 
   program
@@ -145,17 +167,35 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .option('--host <address>', 'address to listen on (default: all interfaces, IPv6 and IPv4)')
     .addOption(new Option('--transport <which>', 'listen on TCP, UDP or both (same port number)').choices(['tcp', 'udp', 'both']).default('both'))
     .option('--dir <folder>', 'folder to write files into (created if missing)', '.')
-    .option('--overwrite', 'replace existing files (default: refuse them)', false)
+    .option('--overwrite', 'replace existing files that differ (default: refuse them; an identical file is always "up to date")', false)
+    .option('--keep-both', 'keep an existing file that differs and commit the new one as "name (1).ext"', false)
+    .option('--max-size <size>', 'largest file or stream accepted (e.g. 10G)', sizeLimit)
+    .option('--max-files <n>', 'most files and folders in one transfer', count, DEFAULT_MAX_FILES)
+    .option('--max-sessions <n>', 'transfers served at once; more are told E_BUSY (exit 4: try later)', count, DEFAULT_MAX_SESSIONS)
+    .option('--log <file>', 'append one JSON line per finished transfer (who, what, bytes, hashes, result)')
     .option('--once', 'exit after the first transfer, with its exit status', false)
     .option('--timeout <seconds>', 'handshake timeout, and the longest a transfer may go without progress', positiveSeconds, 30)
     .option('--json', 'NDJSON events on stdout', false)
     .option('--quiet', 'print errors and the listening address only', false)
     .addHelpText('after', '\nExamples:\n  $ sockxfer receive --port 9000 --dir ./backups\n  $ sockxfer receive --port 0 --host 127.0.0.1 --once --json\n  $ sockxfer receive --port 9000 --dir /srv/incoming --overwrite')
-    .action(async (opts: Omit<ReceiveFlags, 'transports'> & { transport: 'tcp' | 'udp' | 'both'; json: boolean; quiet: boolean }) => {
+    .action(async (opts: Omit<ReceiveFlags, 'transports' | 'policy'> & { overwrite: boolean; keepBoth: boolean; transport: 'tcp' | 'udp' | 'both'; json: boolean; quiet: boolean }, command: Command) => {
+      if (opts.overwrite && opts.keepBoth) command.error('error: --overwrite and --keep-both exclude each other', { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.policy' });
       output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
       const transports = opts.transport === 'both' ? (['tcp', 'udp'] as const) : ([opts.transport] as const);
       status = await runReceive(
-        { port: opts.port, host: opts.host, dir: opts.dir, overwrite: opts.overwrite, once: opts.once, timeout: opts.timeout, transports: [...transports] },
+        {
+          port: opts.port,
+          host: opts.host,
+          dir: opts.dir,
+          policy: opts.overwrite ? 'overwrite' : opts.keepBoth ? 'keep-both' : 'refuse',
+          once: opts.once,
+          timeout: opts.timeout,
+          transports: [...transports],
+          maxSize: opts.maxSize,
+          maxFiles: opts.maxFiles,
+          maxSessions: opts.maxSessions,
+          log: opts.log,
+        },
         output,
         signal,
       );

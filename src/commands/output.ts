@@ -4,7 +4,7 @@
  */
 import cliProgress from 'cli-progress';
 import { ERROR_CODES, type SockxferError } from '../errors.js';
-import { printableName, type TransferInfo, type TransferResult } from '../transfer/index.js';
+import { printableName, type EntryResult, type TransferInfo, type TransferResult } from '../transfer/index.js';
 import { formatBitRate, formatBytes, formatRate, formatSeconds } from './format.js';
 import type { TransportStats } from '../transport/index.js';
 
@@ -107,28 +107,63 @@ export class Output {
     }
   }
 
-  /** The end of a successful transfer: a summary line and the `done` event. */
-  done(result: TransferResult, verb: 'sent' | 'received'): void {
+  /** One entry of a transfer is finished: a `file` event; a line when it failed in a transfer of several. */
+  entry(info: TransferInfo, e: EntryResult, verb: 'sent' | 'received'): void {
+    this.event('file', {
+      session: info.session,
+      index: e.index,
+      name: e.name,
+      kind: e.kind,
+      bytes: e.bytes,
+      ...(e.digest ? { hash: e.digest } : {}),
+      result: e.result,
+      ...(e.code ? { code: e.code, exitCode: ERROR_CODES[e.code].exit, message: e.message } : {}),
+      // The sender knows where the receiver put it, relative to the receiver's folder.
+      ...(e.path ? (verb === 'sent' ? { remotePath: e.path } : { path: e.path }) : {}),
+      ...(e.sentBytes !== undefined && verb === 'sent' ? { sentBytes: e.sentBytes } : {}),
+    });
+    if (e.result === 'failed' && info.files !== 1) this.always(`sockxfer: ${printableName(e.name)}: ${e.message ?? 'failed'} [${e.code}]`);
+  }
+
+  /**
+   * The end of a transfer: the summary and a `done` event when every entry arrived (returns 0),
+   * or an `error` event with the counts when some failed (returns the first failure's exit status).
+   */
+  finished(result: TransferResult, verb: 'sent' | 'received'): number {
     this.untrack(result.session);
     const where = verb === 'sent' ? `to ${result.peer}` : `from ${result.peer}`;
-    const into = result.path ? ` → ${printableName(result.path)}` : ', committed';
-    this.info(
-      `${verb} ${printableName(result.name)} (${formatBytes(result.bytes)}) ${where} over ${result.transport} in ${formatSeconds(result.seconds)}, ${formatRate(result.bytesPerSecond)}; ${result.hash} ${result.digest}${into}`,
-    );
-    if (result.stats) this.info(`  ${statsLine(result.transport, result.stats, verb === 'sent')}`);
-    this.event('done', {
-      session: result.session,
-      name: result.name,
-      bytes: result.bytes,
-      hash: result.digest,
-      hashAlgorithm: result.hash,
-      seconds: Number(result.seconds.toFixed(6)),
-      bytesPerSecond: Math.round(result.bytesPerSecond),
-      transport: result.transport,
-      peer: result.peer,
-      ...(result.path ? { path: result.path } : {}),
-      ...(result.stats ? { stats: jsonStats(result.stats) } : {}),
-    });
+    const single = result.entries.length === 1 ? result.entries[0]! : null;
+    const rate = `in ${formatSeconds(result.seconds)}, ${formatRate(result.bytesPerSecond)}`;
+    const resumed = verb === 'sent' && result.sentBytes !== undefined && result.sentBytes < result.bytes ? `; ${formatBytes(result.sentBytes)} of it sent` : '';
+    if (result.failed === 0) {
+      if (single && single.result === 'up-to-date') {
+        this.info(`${printableName(single.name)} (${formatBytes(single.bytes)}) is up to date ${verb === 'sent' ? 'at' : 'from'} ${result.peer}; ${result.hash} ${single.digest}, nothing sent`);
+      } else if (single && single.kind !== 'directory') {
+        const into = verb === 'received' && single.path ? ` → ${printableName(single.path)}` : ', committed';
+        this.info(`${verb} ${printableName(single.name)} (${formatBytes(single.bytes)}) ${where} over ${result.transport} ${rate}; ${result.hash} ${single.digest}${into}${resumed}`);
+      } else {
+        const dirs = result.entries.filter((e) => e.kind === 'directory').length;
+        const counts = `${result.committed} committed${result.upToDate > 0 ? `, ${result.upToDate} up to date` : ''}`;
+        this.info(
+          `${verb} ${printableName(result.name)}: ${result.files} file${result.files === 1 ? '' : 's'}${dirs > 0 ? ` and ${dirs} folder${dirs === 1 ? '' : 's'}` : ''} (${formatBytes(result.bytes)}) ${where} over ${result.transport} ${rate}; ${counts}${resumed}`,
+        );
+      }
+      if (result.stats) this.info(`  ${statsLine(result.transport, result.stats, verb === 'sent')}`);
+      this.event('done', { ...summaryFields(result, verb), ...(result.stats ? { stats: jsonStats(result.stats) } : {}) });
+      return 0;
+    }
+    const first = result.firstFailure!;
+    const info = ERROR_CODES[first.code];
+    const what = single ? '' : `${result.failed} of ${result.entries.length} entries failed (${result.committed} committed, ${result.upToDate} up to date); first: `;
+    this.always(`sockxfer: ${what}${printableName(first.name)}: ${first.message} [${first.code}, exit ${info.exit}]`);
+    this.event('error', { code: first.code, exitCode: info.exit, message: first.message, ...summaryFields(result, verb) });
+    return info.exit;
+  }
+
+  /** Something worth knowing that does not stop anything: a line on stderr and a `warning` event. */
+  warn(line: string, fields: Record<string, unknown> = {}): void {
+    this.always(`sockxfer: warning: ${printableName(line)}`);
+    this.event('warning', { message: line, ...fields });
   }
 
   /** A failure: one line on stderr (always) and the `error` event. */
@@ -159,6 +194,28 @@ export function statsLine(transport: string, s: TransportStats, sender: boolean)
     // The sending rate means something on the side that sent the data.
     (sender ? `; rate ${formatBitRate(s.rateBytesPerSecond ?? 0)} (${s.congestionControl})` : '')
   );
+}
+
+/** The fields a transfer's `done` (or failing `error`) event carries. */
+function summaryFields(r: TransferResult, verb: 'sent' | 'received'): Record<string, unknown> {
+  const single = r.entries.length === 1 ? r.entries[0]! : null;
+  return {
+    session: r.session,
+    name: r.name,
+    files: r.files,
+    committed: r.committed,
+    upToDate: r.upToDate,
+    failed: r.failed,
+    bytes: r.bytes,
+    ...(r.sentBytes !== undefined ? { sentBytes: r.sentBytes } : {}),
+    ...(single?.digest ? { hash: single.digest } : {}),
+    hashAlgorithm: r.hash,
+    seconds: Number(r.seconds.toFixed(6)),
+    bytesPerSecond: Math.round(r.bytesPerSecond),
+    transport: r.transport,
+    peer: r.peer,
+    ...(single?.path ? (verb === 'sent' ? { remotePath: single.path } : { path: single.path }) : {}),
+  };
 }
 
 /** Stats for the `done` event, with RTTs rounded to microseconds. */

@@ -1,28 +1,60 @@
 /** `sockxfer receive`: flags → ReceiverOptions, events → output, runs until a signal (or one transfer with --once). */
-import { SockxferError } from '../errors.js';
-import { Receiver } from '../transfer/index.js';
+import { SockxferError, toSockxferError } from '../errors.js';
+import { Receiver, type OverwritePolicy } from '../transfer/index.js';
 import { formatHostPort, type TransportKind } from '../transport/index.js';
+import { TransferLog } from './log.js';
 import type { Output } from './output.js';
 
 export interface ReceiveFlags {
   port: number;
   host?: string;
   dir: string;
-  overwrite: boolean;
+  policy: OverwritePolicy;
   once: boolean;
   timeout: number;
   transports: TransportKind[];
+  maxSize?: number;
+  maxFiles?: number;
+  maxSessions?: number;
+  log?: string;
 }
 
 /** Runs the receiver; returns the exit status. */
 export async function runReceive(flags: ReceiveFlags, output: Output, signal: AbortSignal): Promise<number> {
+  const log = flags.log === undefined ? null : new TransferLog(flags.log, (err) => output.warn(`cannot write the log ${flags.log}: ${err.message}`, { log: flags.log }));
+  if (log) {
+    try {
+      await log.open();
+    } catch (err) {
+      const e = toSockxferError(err, 'E_IO');
+      throw new SockxferError(e.code === 'E_INTERNAL' ? 'E_IO' : e.code, `cannot open the log ${flags.log}: ${(err as Error).message}`, { cause: err });
+    }
+  }
   const receiver = new Receiver(
-    { dir: flags.dir, host: flags.host, port: flags.port, overwrite: flags.overwrite, once: flags.once, timeoutMs: flags.timeout * 1000, transports: flags.transports },
+    {
+      dir: flags.dir,
+      host: flags.host,
+      port: flags.port,
+      policy: flags.policy,
+      once: flags.once,
+      timeoutMs: flags.timeout * 1000,
+      transports: flags.transports,
+      maxSize: flags.maxSize,
+      maxFiles: flags.maxFiles,
+      maxSessions: flags.maxSessions,
+    },
     {
       start: (info) => output.start(info),
       progress: (info, done) => output.progress(info, done),
-      done: (result) => output.done(result, 'received'),
-      failed: (peer, info, err) => output.error(err, info ? { session: info.session, name: info.name, peer } : { peer }),
+      entry: (info, entry) => output.entry(info, entry, 'received'),
+      done: (result) => {
+        log?.done(result);
+        output.finished(result, 'received');
+      },
+      failed: (peer, info, err) => {
+        log?.failed(peer, info, err);
+        output.error(err, info ? { session: info.session, name: info.name, peer } : { peer });
+      },
     },
   );
   const interrupted = new Promise<SockxferError>((resolve) => {
@@ -37,23 +69,26 @@ export async function runReceive(flags: ReceiveFlags, output: Output, signal: Ab
     await receiver.stop(new SockxferError('E_INTERRUPTED', 'stopped'));
     throw err;
   }
-  if (flags.once) {
-    const first = await Promise.race([
-      receiver.firstOutcome.then((outcome) => ({ outcome })),
-      interrupted.then((reason) => ({ reason })),
-    ]);
-    if ('outcome' in first) {
-      // The transfer already reported itself (done or error) through the observer.
-      await receiver.stop(new SockxferError('E_INTERRUPTED', 'stopped after one transfer'));
-      return first.outcome instanceof SockxferError ? first.outcome.exitCode : 0;
+  try {
+    if (flags.once) {
+      const first = await Promise.race([receiver.firstOutcome.then((outcome) => ({ outcome })), interrupted.then((reason) => ({ reason }))]);
+      if ('outcome' in first) {
+        // The transfer already reported itself (done or error) through the observer.
+        await receiver.stop(new SockxferError('E_INTERRUPTED', 'stopped after one transfer'));
+        const o = first.outcome;
+        if (o instanceof SockxferError) return o.exitCode;
+        return o.firstFailure ? new SockxferError(o.firstFailure.code, '').exitCode : 0;
+      }
+      await receiver.stop(first.reason);
+      output.error(first.reason);
+      return first.reason.exitCode;
     }
-    await receiver.stop(first.reason);
-    output.error(first.reason);
-    return first.reason.exitCode;
+    const reason = await interrupted;
+    output.info(`stopping: ${reason.message}`);
+    await receiver.stop(reason);
+    output.error(reason);
+    return reason.exitCode;
+  } finally {
+    await log?.flush();
   }
-  const reason = await interrupted;
-  output.info(`stopping: ${reason.message}`);
-  await receiver.stop(reason);
-  output.error(reason);
-  return reason.exitCode;
 }

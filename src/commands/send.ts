@@ -1,11 +1,13 @@
 /** `sockxfer send`: flags → SendOptions, events → output. */
 import { SockxferError, toSockxferError } from '../errors.js';
 import type { HashAlgorithm } from '../protocol/index.js';
-import { sendFile } from '../transfer/index.js';
+import { send } from '../transfer/index.js';
 import { parseHostPort, type TransportKind, type UdpOptions } from '../transport/index.js';
 import type { Output } from './output.js';
 
 export interface SendFlags {
+  streamName?: string;
+  followSymlinks: boolean;
   hash: HashAlgorithm;
   chunkSize: number;
   timeout: number;
@@ -14,14 +16,30 @@ export interface SendFlags {
 }
 
 /** Runs one send; returns the exit status. */
-export async function runSend(file: string, target: string, flags: SendFlags, output: Output, signal: AbortSignal): Promise<number> {
+export async function runSend(paths: string[], target: string, flags: SendFlags, output: Output, signal: AbortSignal): Promise<number> {
   try {
-    const result = await sendFile(
-      { file, target: parseHostPort(target), hash: flags.hash, chunkSize: flags.chunkSize, timeoutMs: flags.timeout * 1000, transport: flags.transport, udp: flags.udp, signal },
-      { start: (info) => output.start(info), progress: (info, done) => output.progress(info, done) },
+    const result = await send(
+      {
+        sources: paths,
+        streamName: flags.streamName,
+        stdin: paths.includes('-') ? process.stdin : undefined,
+        followSymlinks: flags.followSymlinks,
+        target: parseHostPort(target),
+        hash: flags.hash,
+        chunkSize: flags.chunkSize,
+        timeoutMs: flags.timeout * 1000,
+        transport: flags.transport,
+        udp: flags.udp,
+        signal,
+      },
+      {
+        start: (info) => output.start(info),
+        progress: (info, done) => output.progress(info, done),
+        entry: (info, entry) => output.entry(info, entry, 'sent'),
+        skipped: (s) => output.warn(`skipped ${s.path}: ${s.reason}`, { path: s.path, reason: s.reason }),
+      },
     );
-    output.done(result, 'sent');
-    return 0;
+    return output.finished(result, 'sent');
   } catch (err) {
     const e = signal.aborted ? (signal.reason as SockxferError) : toSockxferError(err);
     output.error(e);

@@ -15,6 +15,7 @@
  */
 import {
   DATA_FIELDS_SIZE,
+  FLAG_ABANDONED,
   FLAG_MORE,
   FRAME_TYPE,
   FRAME_TYPE_NAME,
@@ -48,7 +49,7 @@ export interface DecodedFrame {
 }
 
 /** Which header flags each type may carry; anything else is refused so every frame has one meaning. */
-const ALLOWED_FLAGS: Partial<Record<FrameTypeName, number>> = { offer: FLAG_MORE };
+const ALLOWED_FLAGS: Partial<Record<FrameTypeName, number>> = { offer: FLAG_MORE, accept: FLAG_MORE, end: FLAG_ABANDONED };
 
 function writeHeader(buf: Buffer, type: FrameTypeName, flags: number, session: bigint, bodyLength: number): void {
   buf.writeUInt32BE(MAGIC, 0);
@@ -101,7 +102,7 @@ export function parseHeader(buf: Buffer, maxData?: number): FrameHeader {
 export function encodeFrame(frame: Frame, session: bigint): Buffer[] {
   if (frame.type === 'data') return encodeData(frame, session);
   const body = encodeBody(frame);
-  const flags = frame.type === 'offer' && frame.more ? FLAG_MORE : 0;
+  const flags = ((frame.type === 'offer' || frame.type === 'accept') && frame.more ? FLAG_MORE : 0) | (frame.type === 'end' && frame.abandoned ? FLAG_ABANDONED : 0);
   const out = Buffer.allocUnsafe(HEADER_SIZE + body.length + TRAILER_SIZE);
   writeHeader(out, frame.type, flags, session, body.length);
   body.copy(out, HEADER_SIZE);

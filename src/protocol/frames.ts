@@ -1,19 +1,22 @@
 /**
  * The typed frames of a transfer and the encoding of their bodies.
  *
- *   sender                         receiver
- *   HELLO (versions, software)  →
- *                               ←  WELCOME (chosen version)  | ERROR
- *   OFFER (list of files)       →
- *                               ←  ACCEPT (per file: send / skip, ranges held) | REFUSE (code)
- *   DATA (file, chunk, bytes)…  →
- *   END (file, whole-file hash) →
- *                               ←  VERDICT (committed, or why not)
+ *   sender                            receiver
+ *   HELLO (versions, software)     →
+ *                                  ←  WELCOME (chosen version)  | ERROR
+ *   OFFER… (entries: files, folders, streams) →
+ *                                  ←  ACCEPT… (per entry: send with ranges held / check / refuse) | REFUSE
+ *   per file, pipelined (no round trip between files):
+ *   DATA (entry, chunk, bytes)…    →
+ *   END (entry, size, hash)        →
+ *                                  ←  VERDICT (entry: committed, up to date, or why not)
+ *                                  ←  VERDICT (WHOLE_TRANSFER): every entry answered, folders finished
  *   ERROR (code, message) may come from either side at any point and ends the session.
  */
 import {
   HASH_ALGORITHMS,
   MAX_ACCEPT_RANGES,
+  MAX_ENTRY_MESSAGE_BYTES,
   MAX_HASH_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_WIRE_NAME_BYTES,
@@ -40,15 +43,18 @@ export interface WelcomeFrame {
   software: string;
 }
 
-export const ENTRY_KIND = { file: 0, directory: 1 } as const;
+/** A stream is data of unknown length (standard input): its size is known only at its END. */
+export const ENTRY_KIND = { file: 0, directory: 1, stream: 2 } as const;
 export type EntryKind = keyof typeof ENTRY_KIND;
 
-/** One file (or, later, directory) of an offer. */
+/** One file, folder or stream of an offer. */
 export interface OfferEntry {
   /** Index of this entry in the whole transfer; DATA, END and VERDICT refer to it. */
   index: number;
   kind: EntryKind;
+  /** Relative path, components separated by "/". */
   name: string;
+  /** Bytes (0 for folders and streams). */
   size: number;
   /** Permission bits (0o777 and below). */
   mode: number;
@@ -67,20 +73,36 @@ export interface OfferFrame {
   more: boolean;
 }
 
-/** What the receiver wants of one offered entry. */
-export const ACCEPT_ACTION = { send: 0, skip: 1 } as const;
+/**
+ * What the receiver wants of one offered entry:
+ * - send: send the data (but for the chunk ranges in `have`, which the receiver holds from an
+ *   interrupted earlier transfer), then END;
+ * - check: a file of this size is already in place, with hash `digest`. Send END only (no data):
+ *   the same hash makes the entry up to date, another one is refused (`code`, e.g. E_EXISTS);
+ * - update: as check, but when the hashes differ send the data, which replaces or joins it;
+ * - refuse: not wanted (`code` and `message` say why); send nothing for it.
+ * Folders are answered with send (created) or refuse.
+ */
+export const ACCEPT_ACTION = { send: 0, refuse: 1, check: 2, update: 3 } as const;
 export type AcceptAction = keyof typeof ACCEPT_ACTION;
 
 export interface AcceptEntry {
   index: number;
   action: AcceptAction;
-  /** Chunk ranges [start, end) the receiver already holds; the sender sends the rest. */
+  /** Wire error code: why refused (refuse), or what a differing file is refused with (check). 0 otherwise. */
+  code: number;
+  message: string;
+  /** check, update: the hash of the file in place; empty otherwise. */
+  digest: Buffer;
+  /** send: chunk ranges [start, end) the receiver already holds; the sender sends the rest. */
   have: Array<[number, number]>;
 }
 
 export interface AcceptFrame {
   type: 'accept';
   entries: AcceptEntry[];
+  /** More ACCEPT frames of this transfer follow (header flag). */
+  more: boolean;
 }
 
 /** `index` of a REFUSE or VERDICT that concerns the whole transfer rather than one file. */
@@ -114,20 +136,31 @@ export function dataLength(frame: DataFrame): number {
 export interface EndFrame {
   type: 'end';
   index: number;
+  /** Bytes of the entry: the offered size for a file, the length for a stream. */
+  size: number;
   hash: HashAlgorithm;
   digest: Buffer;
+  /** The sender gives the entry up (header flag): its source changed or vanished. */
+  abandoned: boolean;
 }
+
+export const VERDICT_STATUS = { committed: 0, failed: 1, 'up-to-date': 2 } as const;
+export type VerdictStatus = keyof typeof VERDICT_STATUS;
 
 export interface VerdictFrame {
   type: 'verdict';
+  /** The entry, or WHOLE_TRANSFER: every entry is answered and the folders are finished. */
   index: number;
-  committed: boolean;
-  /** Wire error code when not committed, 0 when committed. */
+  /** committed: written and moved into place; up-to-date: an identical file was already there. */
+  status: VerdictStatus;
+  /** Wire error code when failed, 0 otherwise. */
   code: number;
   hash: HashAlgorithm;
-  /** The receiver's own whole-file hash of what it wrote. */
+  /** The receiver's own whole-file hash of what it wrote (or holds, when up to date). */
   digest: Buffer;
   message: string;
+  /** Where the entry is, relative to the receiver's folder (with --keep-both, a new name); empty when failed. */
+  path: string;
 }
 
 export interface ErrorFrame {
@@ -155,6 +188,9 @@ const KIND_BY_WIRE = new Map<number, EntryKind>(
 );
 const ACTION_BY_WIRE = new Map<number, AcceptAction>(
   (Object.keys(ACCEPT_ACTION) as AcceptAction[]).map((a) => [ACCEPT_ACTION[a], a]),
+);
+const STATUS_BY_WIRE = new Map<number, VerdictStatus>(
+  (Object.keys(VERDICT_STATUS) as VerdictStatus[]).map((a) => [VERDICT_STATUS[a], a]),
 );
 
 function lookup<T>(map: Map<number, T>, v: number, what: string): T {
@@ -184,7 +220,7 @@ export function encodeBody(frame: Exclude<Frame, DataFrame>): Buffer {
       w.u16(frame.entries.length);
       for (const e of frame.entries) {
         if (e.have.length > MAX_ACCEPT_RANGES) throw new RangeError(`at most ${MAX_ACCEPT_RANGES} ranges per entry`);
-        w.u32(e.index).u8(ACCEPT_ACTION[e.action]).u16(e.have.length);
+        w.u32(e.index).u8(ACCEPT_ACTION[e.action]).u16(e.code).str16(e.message, MAX_ENTRY_MESSAGE_BYTES).bytes8(e.digest, MAX_HASH_BYTES).u16(e.have.length);
         for (const [start, end] of e.have) w.u64(start).u64(end);
       }
       return w.toBuffer();
@@ -192,15 +228,16 @@ export function encodeBody(frame: Exclude<Frame, DataFrame>): Buffer {
     case 'refuse':
       return w.u16(frame.code).u32(frame.index).str16(frame.message, MAX_MESSAGE_BYTES).toBuffer();
     case 'end':
-      return w.u32(frame.index).u8(HASH_ALGORITHMS[frame.hash]).bytes8(frame.digest, MAX_HASH_BYTES).toBuffer();
+      return w.u32(frame.index).u64(frame.size).u8(HASH_ALGORITHMS[frame.hash]).bytes8(frame.digest, MAX_HASH_BYTES).toBuffer();
     case 'verdict':
       return w
         .u32(frame.index)
-        .u8(frame.committed ? 0 : 1)
+        .u8(VERDICT_STATUS[frame.status])
         .u16(frame.code)
         .u8(HASH_ALGORITHMS[frame.hash])
         .bytes8(frame.digest, MAX_HASH_BYTES)
         .str16(frame.message, MAX_MESSAGE_BYTES)
+        .str16(frame.path, MAX_WIRE_NAME_BYTES)
         .toBuffer();
     case 'error':
       return w.u16(frame.code).str16(frame.message, MAX_MESSAGE_BYTES).toBuffer();
@@ -246,13 +283,16 @@ export function decodeBody(type: Frame['type'], flags: number, body: Buffer): Fr
       for (let i = 0; i < n; i++) {
         const index = r.u32('entry index');
         const action = lookup(ACTION_BY_WIRE, r.u8('action'), 'accept action');
+        const code = r.u16('code');
+        const message = r.str16('message', MAX_ENTRY_MESSAGE_BYTES);
+        const digest = r.bytes8('digest', MAX_HASH_BYTES);
         const rangeCount = r.u16('range count');
         if (rangeCount > MAX_ACCEPT_RANGES) throw new SockxferError('E_PROTOCOL', `malformed frame: ${rangeCount} ranges, the limit is ${MAX_ACCEPT_RANGES}`);
         const have: Array<[number, number]> = [];
         for (let j = 0; j < rangeCount; j++) have.push([r.u64('range start'), r.u64('range end')]);
-        entries.push({ index, action, have });
+        entries.push({ index, action, code, message, digest, have });
       }
-      frame = { type, entries };
+      frame = { type, entries, more: (flags & 1) !== 0 };
       break;
     }
     case 'refuse':
@@ -262,20 +302,27 @@ export function decodeBody(type: Frame['type'], flags: number, body: Buffer): Fr
       frame = { type, index: r.u32('file index'), chunk: r.u64('chunk index'), data: [r.rest()] };
       break;
     case 'end':
-      frame = { type, index: r.u32('file index'), hash: lookup(HASH_BY_WIRE, r.u8('hash algorithm'), 'hash algorithm'), digest: r.bytes8('digest', MAX_HASH_BYTES) };
+      frame = {
+        type,
+        index: r.u32('file index'),
+        size: r.u64('size'),
+        hash: lookup(HASH_BY_WIRE, r.u8('hash algorithm'), 'hash algorithm'),
+        digest: r.bytes8('digest', MAX_HASH_BYTES),
+        abandoned: (flags & 1) !== 0,
+      };
       break;
     case 'verdict': {
       const index = r.u32('file index');
-      const status = r.u8('status');
-      if (status > 1) throw new SockxferError('E_PROTOCOL', `malformed frame: unknown verdict status ${status}`);
+      const status = lookup(STATUS_BY_WIRE, r.u8('status'), 'verdict status');
       frame = {
         type,
         index,
-        committed: status === 0,
+        status,
         code: r.u16('code'),
         hash: lookup(HASH_BY_WIRE, r.u8('hash algorithm'), 'hash algorithm'),
         digest: r.bytes8('digest', MAX_HASH_BYTES),
         message: r.str16('message', MAX_MESSAGE_BYTES),
+        path: r.str16('path', MAX_WIRE_NAME_BYTES),
       };
       break;
     }

@@ -4,6 +4,8 @@
  * that must compare with `sha256sum`.
  */
 import { createHash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createXXHash128 } from 'hash-wasm';
 import type { HashAlgorithm } from '../protocol/index.js';
@@ -55,4 +57,26 @@ export async function createHasher(algorithm: HashAlgorithm): Promise<Hasher> {
   const h = await createXXHash128();
   h.init();
   return { algorithm, update: (d) => void h.update(d), digest: () => Buffer.from(h.digest('binary')) };
+}
+
+/** Bytes per read when hashing a file in place. */
+const HASH_READ_BLOCK = 4 * 1024 * 1024;
+
+/** The whole-file hash of the file at `file` (read in large blocks); also returns how many bytes were read. */
+export async function hashFile(file: string, algorithm: HashAlgorithm): Promise<{ digest: Buffer; size: number }> {
+  const hasher = await createHasher(algorithm);
+  const handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    const buf = Buffer.allocUnsafeSlow(HASH_READ_BLOCK);
+    let size = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, 0, buf.length, size);
+      if (bytesRead === 0) break;
+      hasher.update(buf.subarray(0, bytesRead));
+      size += bytesRead;
+    }
+    return { digest: hasher.digest(), size };
+  } finally {
+    await handle.close().catch(() => {});
+  }
 }

@@ -1,5 +1,5 @@
 /** Which file names a receiver accepts: one plain path component that cannot escape or mislead. */
-import { MAX_NAME_BYTES } from '../protocol/index.js';
+import { MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH } from '../protocol/index.js';
 
 // C0 and C1 control characters and DEL: they could move a terminal's cursor or hide text in logs.
 // eslint-disable-next-line no-control-regex
@@ -13,6 +13,24 @@ export function nameProblem(name: string): string | null {
   if (CONTROL.test(name)) return 'the name contains a NUL or control character';
   const bytes = Buffer.byteLength(name, 'utf8');
   if (bytes > MAX_NAME_BYTES) return `the name is ${bytes} bytes long, the limit is ${MAX_NAME_BYTES}`;
+  return null;
+}
+
+/**
+ * Why `rel` is not acceptable as a relative path in the target folder, or null when it is: a
+ * path of 1 to MAX_PATH_DEPTH components separated by "/", each of them acceptable as a name
+ * (so no "", ".", "..", backslash, drive letter trick or control character can escape or mislead).
+ */
+export function pathProblem(rel: string): string | null {
+  if (rel.length === 0) return 'the name is empty';
+  const bytes = Buffer.byteLength(rel, 'utf8');
+  if (bytes > MAX_PATH_BYTES) return `the path is ${bytes} bytes long, the limit is ${MAX_PATH_BYTES}`;
+  const parts = rel.split('/');
+  if (parts.length > MAX_PATH_DEPTH) return `the path is ${parts.length} levels deep, the limit is ${MAX_PATH_DEPTH}`;
+  for (const part of parts) {
+    const problem = nameProblem(part);
+    if (problem) return parts.length === 1 ? problem : `a component of the path: ${problem}`;
+  }
   return null;
 }
 

@@ -60,10 +60,23 @@ function readUmask(): number {
   return 0o022;
 }
 
-const UMASK = readUmask();
+export const UMASK = readUmask();
 
 /** Bytes of the target's name kept in a temporary file's name, so it stays within NAME_MAX (255). */
 const PART_NAME_BYTES = 255 - PART_PREFIX.length - 12 - 1 - PART_SUFFIX.length;
+const PART_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+/** Names tried by keep-both: `name (1).ext` up to this. */
+const MAX_ALTERNATIVES = 10_000;
+
+function partPath(dir: string, name: string): string {
+  return path.join(dir, `${PART_PREFIX}${randomBytes(6).toString('hex')}-${truncateUtf8(name, PART_NAME_BYTES)}${PART_SUFFIX}`);
+}
+
+/** `name (1).ext`, `name (2).ext`, …: the n-th alternative for a name already taken (a dotfile keeps its dot: `.env (1)`). */
+export function alternativeName(base: string, n: number): string {
+  const ext = path.extname(base);
+  return ext === '' ? `${base} (${n})` : `${base.slice(0, -ext.length)} (${n})${ext}`;
+}
 
 /** The longest prefix of `s` of at most `max` UTF-8 bytes that ends on a whole character. */
 function truncateUtf8(s: string, max: number): string {
@@ -115,10 +128,26 @@ export class PartFile {
   /** Creates a new temporary file in `dir` for `name`; O_EXCL, so it can never be an existing file or link. */
   static async create(dir: string, name: string): Promise<PartFile> {
     for (let attempt = 0; ; attempt++) {
-      const p = path.join(dir, `${PART_PREFIX}${randomBytes(6).toString('hex')}-${truncateUtf8(name, PART_NAME_BYTES)}${PART_SUFFIX}`);
+      const p = partPath(dir, name);
       try {
-        const fd = await promisify(fs.open)(p, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+        const fd = await promisify(fs.open)(p, PART_FLAGS, 0o600);
         return new PartFile(p, fd);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 5) continue;
+        throw ioError(err, `cannot create a temporary file in ${dir}`);
+      }
+    }
+  }
+
+  /**
+   * As create(), on the calling thread: one open(2) costs microseconds, less than a trip through
+   * the thread pool, and a sender of many small files should not wait for one per file.
+   */
+  static createSync(dir: string, name: string): PartFile {
+    for (let attempt = 0; ; attempt++) {
+      const p = partPath(dir, name);
+      try {
+        return new PartFile(p, fs.openSync(p, PART_FLAGS, 0o600));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 5) continue;
         throw ioError(err, `cannot create a temporary file in ${dir}`);
@@ -281,24 +310,37 @@ export class PartFile {
   }
 
   /**
-   * Moves the finished file to `target` in one step and fsyncs the folder. Without `overwrite`
-   * it links then unlinks, which fails with E_EXISTS rather than replace a file that appeared.
+   * Moves the finished file to `target` in one step, then fsyncs the folder (through `syncDir`,
+   * which may share one fsync among many commits). Returns where the file landed.
+   * - overwrite: rename, replacing whatever file is there;
+   * - refuse: link then unlink, which fails with E_EXISTS rather than replace a file that appeared;
+   * - keep-both: the same, trying `name (1).ext`, `name (2).ext`, … while the name is taken.
    */
-  async commit(target: string, overwrite: boolean): Promise<void> {
+  async commit(target: string, policy: 'refuse' | 'overwrite' | 'keep-both' = 'refuse', syncDir: (dir: string) => Promise<void> = fsyncDirectory): Promise<string> {
+    let landed = target;
     try {
-      if (overwrite) {
+      if (policy === 'overwrite') {
         await fs.promises.rename(this.path, target);
       } else {
-        await fs.promises.link(this.path, target);
+        for (let n = 0; ; n++) {
+          landed = n === 0 ? target : path.join(path.dirname(target), alternativeName(path.basename(target), n));
+          try {
+            await fs.promises.link(this.path, landed);
+            break;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || policy === 'refuse' || n >= MAX_ALTERNATIVES) throw err;
+          }
+        }
         await fs.promises.unlink(this.path);
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new SockxferError('E_EXISTS', `${path.basename(target)} appeared in the target folder during the transfer; not overwritten`);
+        throw new SockxferError('E_EXISTS', policy === 'refuse' ? `${path.basename(target)} appeared in the target folder during the transfer; not overwritten` : `no free name for ${path.basename(target)} after ${MAX_ALTERNATIVES} tries`);
       }
       throw ioError(err, `cannot move the received file to ${target}`);
     }
-    await fsyncDirectory(path.dirname(target));
+    await syncDir(path.dirname(target));
+    return landed;
   }
 
   /** Closes and removes the temporary file; never throws. */

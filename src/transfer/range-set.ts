@@ -12,6 +12,11 @@ export class RangeSet {
     return this.total;
   }
 
+  /** One past the largest integer held (0 when empty). */
+  get end(): number {
+    return this.ends.length === 0 ? 0 : this.ends[this.ends.length - 1]!;
+  }
+
   /** The ranges, in order. */
   ranges(): Array<[number, number]> {
     return this.starts.map((s, i) => [s, this.ends[i]!]);

@@ -1,40 +1,58 @@
 /**
- * The receiving side of one transfer, from HELLO to VERDICT. Data lands in a temporary file
- * beside the target; only a file whose every chunk and whole-file hash checked is moved to its
- * final name. Any failure removes the temporary file.
+ * The receiving side of one transfer, from HELLO to the last VERDICT. Each file lands in a
+ * temporary file beside its target; only a file whose every chunk and whole-file hash checked is
+ * moved to its final name. Files are finished in parallel (fsync, move, a shared folder fsync)
+ * while later ones still arrive, so many small files cost neither a round trip nor a serial
+ * fsync each. Any failure removes the temporary files of what was not committed.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { SockxferError, toSockxferError } from '../errors.js';
+import { SockxferError, codeFromWire, toSockxferError } from '../errors.js';
 import {
+  MAX_ACCEPT_RANGES,
   MAX_CHUNK_SIZE,
+  MAX_CONTROL_BODY,
+  MAX_ENTRY_MESSAGE_BYTES,
+  MAX_OFFER_ENTRIES,
   MAX_PROTOCOL_VERSION,
   MIN_CHUNK_SIZE,
   MIN_PROTOCOL_VERSION,
   WHOLE_TRANSFER,
   dataLength,
+  type AcceptEntry,
   type DataFrame,
   type EndFrame,
   type OfferEntry,
   type OfferFrame,
+  type VerdictStatus,
 } from '../protocol/index.js';
 import type { Transport } from '../transport/index.js';
-import type { TransferInfo, TransferObserver, TransferResult } from './events.js';
-import { createHasher } from './hash.js';
-import { nameProblem, printableName } from './names.js';
+import { transferName, type EntryResult, type TransferInfo, type TransferObserver, type TransferResult } from './events.js';
+import { createHasher, hashFile } from './hash.js';
+import { pathProblem, printableName } from './names.js';
 import { OrderedHasher } from './ordered-hasher.js';
-import { PartFile } from './part-file.js';
+import { PartFile, UMASK } from './part-file.js';
 import { expectFrame, peerError } from './peer.js';
 import { RangeSet } from './range-set.js';
+import { DirectorySyncer, checkParents, ensureDirectory, ensureParents, type OverwritePolicy } from './target.js';
 import { SOFTWARE } from './version.js';
 
 export interface ReceiveOptions {
   /** The folder files are committed to (absolute, existing). */
   dir: string;
-  overwrite: boolean;
+  /** What to do with a file that exists already (an identical one is up to date whatever the policy). */
+  policy: OverwritePolicy;
   /** Handshake timeout, and the longest a transfer may go without progress. */
   timeoutMs: number;
+  /** Largest file or stream accepted, in bytes (Infinity: no limit). */
+  maxSize?: number;
+  /** Most entries (files, streams and folders) in one transfer. */
+  maxFiles?: number;
+  /** Shared among the sessions of a receiver, so that commits into one folder share its fsyncs. */
+  syncer?: DirectorySyncer;
 }
+
+export const DEFAULT_MAX_FILES = 1_000_000;
 
 export interface SessionObserver extends TransferObserver {
   /** The peer said HELLO: from here on this is a sockxfer transfer, not a stray connection. */
@@ -43,73 +61,553 @@ export interface SessionObserver extends TransferObserver {
 
 /** Bytes between progress reports. */
 const PROGRESS_STEP = 256 * 1024;
+/** Files being finished (fsync, move) at once per transfer; more wait. */
+const MAX_FINISHING = 64;
+/** Files with data in progress at once; an honest sender has a few (see sender.ts: MAX_UNANSWERED). */
+const MAX_OPEN = 512;
+/** Existing files hashed at once to decide whether they are up to date. */
+const HASH_PARALLEL = 4;
 
 /** An error the receiver answers with REFUSE (before any data) rather than ERROR. */
 class Refusal extends SockxferError {}
 
-/** Serves one sender on `transport`; resolves with the committed file, rejects with why not. */
+/** What the receiver decided for one entry. */
+interface Plan {
+  entry: OfferEntry;
+  accept: AcceptEntry;
+  /** Absolute path of the entry's target. */
+  target: string;
+  /** Why it was refused (accept.action is 'refuse'). */
+  refused: SockxferError | null;
+  /** The digest of the file in place (check and update). */
+  existing: Buffer | null;
+}
+
+/** A file or stream the receiver expects data or an END for. */
+interface Incoming {
+  plan: Plan;
+  part: PartFile | null;
+  hasher: OrderedHasher | null;
+  have: RangeSet;
+  end: EndFrame | null;
+  /** A stream's one chunk shorter than the chunk size (its last), and its length. */
+  shortChunk: number;
+  shortLength: number;
+  /** The entry failed locally (a write error); its data is dropped until its END. */
+  failure: SockxferError | null;
+  done: boolean;
+}
+
+/** Serves one sender on `transport`; resolves with what happened to every entry, rejects when the transfer as a whole failed. */
 export async function receiveSession(transport: Transport, options: ReceiveOptions, observer: SessionObserver = {}): Promise<TransferResult> {
   transport.setIdleTimeout(options.timeoutMs);
-  let part: PartFile | null = null;
-  let answered = false;
-  try {
-    await handshake(transport, observer);
-    const offer = await readOffer(transport);
-    const entry = await checkOffer(offer, transport, options);
-    part = await PartFile.create(options.dir, entry.name).catch((err: SockxferError) => {
-      throw new Refusal(err.code, err.message);
-    });
-    transport.send({ type: 'accept', entries: [{ index: entry.index, action: 'send', have: [] }] });
+  return new IncomingTransfer(transport, options, observer).run();
+}
 
-    const info: TransferInfo = {
-      session: transport.session.toString(16).padStart(16, '0'),
-      name: entry.name,
-      bytes: entry.size,
-      hash: offer.hash,
-      transport: transport.kind,
-      peer: transport.remote,
-    };
-    const started = performance.now();
-    observer.start?.(info);
-    const { end, digest } = await receiveChunks(transport, part, offer, entry, (done) => observer.progress?.(info, done));
+class IncomingTransfer {
+  private offer: OfferFrame | null = null;
+  private plans: Plan[] = [];
+  private readonly incoming = new Map<number, Incoming>();
+  private readonly results = new Map<number, EntryResult>();
+  private readonly finishing = new Set<Promise<void>>();
+  private readonly syncer: DirectorySyncer;
+  private info: TransferInfo | null = null;
+  private open = 0;
+  private received = 0;
+  private reported = 0;
 
-    const target = path.join(options.dir, entry.name);
-    answered = true;
-    if (!digest.equals(end.digest)) {
-      const err = new SockxferError('E_HASH_MISMATCH', `${printableName(entry.name)} from ${transport.remote}: whole-file ${offer.hash} is ${digest.toString('hex')}, the sender says ${end.digest.toString('hex')}`);
-      sendVerdict(transport, entry.index, offer, digest, err);
-      throw err;
-    }
+  constructor(
+    private readonly transport: Transport,
+    private readonly options: ReceiveOptions,
+    private readonly observer: SessionObserver,
+  ) {
+    this.syncer = options.syncer ?? new DirectorySyncer();
+  }
+
+  async run(): Promise<TransferResult> {
+    const { transport } = this;
+    let answered = false;
     try {
-      await part.finish(entry.mode, entry.mtimeMs);
-      await part.commit(target, options.overwrite);
+      await this.handshake();
+      const offer = await this.readOffer();
+      this.offer = offer;
+      this.plans = await this.plan(offer);
+      await this.checkSpace();
+      this.sendAccept();
+      this.info = {
+        session: transport.session.toString(16).padStart(16, '0'),
+        name: transferName(offer.entries.map((e) => e.name)),
+        files: offer.entries.filter((e) => e.kind !== 'directory').length,
+        bytes: offer.totalBytes,
+        hash: offer.hash,
+        transport: transport.kind,
+        peer: transport.remote,
+      };
+      const started = performance.now();
+      this.observer.start?.(this.info);
+      for (const plan of this.plans) if (plan.refused) this.settle(plan, 'failed', null, plan.refused);
+      await this.receiveAll();
+      await Promise.all(this.finishing);
+      await this.finishDirectories();
+      answered = true;
+      sendQuietly(transport, () => transport.send({ type: 'verdict', index: WHOLE_TRANSFER, status: 'committed', code: 0, hash: offer.hash, digest: Buffer.alloc(0), message: 'done', path: '' }));
+      const seconds = (performance.now() - started) / 1000;
+      await transport.close();
+      return this.result(seconds);
     } catch (err) {
-      const e = toSockxferError(err, 'E_IO');
-      sendVerdict(transport, entry.index, offer, digest, e);
+      const e = toSockxferError(err);
+      await this.discardAll();
+      if (e instanceof Refusal) {
+        sendQuietly(transport, () => transport.send({ type: 'refuse', code: e.wireCode, index: WHOLE_TRANSFER, message: e.message }));
+        await transport.close();
+        throw new SockxferError(e.code, e.message);
+      }
+      if (answered) {
+        await transport.close();
+      } else if (!e.remote) {
+        await transport.abort(e);
+      } else {
+        transport.destroy(e);
+      }
       throw e;
     }
-    part = null;
-    sendVerdict(transport, entry.index, offer, digest, null);
-    const seconds = (performance.now() - started) / 1000;
-    await transport.close();
-    return { ...info, digest: digest.toString('hex'), seconds, bytesPerSecond: seconds > 0 ? entry.size / seconds : 0, path: target, stats: transport.stats() };
-  } catch (err) {
-    const e = toSockxferError(err);
-    await part?.discard();
-    if (e instanceof Refusal) {
-      sendQuietly(transport, () => transport.send({ type: 'refuse', code: e.wireCode, index: WHOLE_TRANSFER, message: e.message }));
-      await transport.close();
-      throw new SockxferError(e.code, e.message);
-    }
-    if (answered) {
-      await transport.close();
-    } else if (!e.remote) {
-      await transport.abort(e);
-    } else {
-      transport.destroy(e);
-    }
-    throw e;
   }
+
+  private result(seconds: number): TransferResult {
+    const entries = this.plans.map((p) => this.results.get(p.entry.index)!);
+    const count = (r: EntryResult['result']) => entries.filter((e) => e.kind !== 'directory' && e.result === r).length;
+    const failed = entries.find((e) => e.result === 'failed');
+    const bytes = entries.reduce((n, e) => n + (e.kind === 'directory' ? 0 : e.bytes), 0);
+    const only = entries.length === 1 ? entries[0]! : null;
+    return {
+      ...this.info!,
+      bytes,
+      seconds,
+      bytesPerSecond: seconds > 0 ? this.received / seconds : 0,
+      entries,
+      committed: count('committed'),
+      upToDate: count('up-to-date'),
+      failed: entries.filter((e) => e.result === 'failed').length,
+      ...(failed ? { firstFailure: { code: failed.code!, message: failed.message ?? '', name: failed.name } } : {}),
+      ...(only?.digest ? { digest: only.digest } : {}),
+      ...(only?.path ? { path: only.path } : {}),
+      stats: this.transport.stats(),
+    };
+  }
+
+  // ---- Before the data -------------------------------------------------------------------
+
+  private async handshake(): Promise<void> {
+    const { transport } = this;
+    const hello = await expectFrame(transport, 'hello');
+    // A HELLO makes this a sockxfer transfer, even one that fails on the version just below.
+    this.observer.hello?.(transport.remote);
+    const version = Math.min(hello.maxVersion, MAX_PROTOCOL_VERSION);
+    if (version < Math.max(hello.minVersion, MIN_PROTOCOL_VERSION)) {
+      throw new SockxferError(
+        'E_VERSION',
+        `${transport.remote} (${printableName(hello.software)}) speaks protocol versions ${hello.minVersion}-${hello.maxVersion}; this receiver speaks ${MIN_PROTOCOL_VERSION}-${MAX_PROTOCOL_VERSION}`,
+      );
+    }
+    transport.send({ type: 'welcome', version, capabilities: 0, software: SOFTWARE });
+  }
+
+  /** Collects the OFFER frames of a transfer (one, or several flagged "more"). */
+  private async readOffer(): Promise<OfferFrame> {
+    const { transport } = this;
+    const first = await expectFrame(transport, 'offer');
+    const maxFiles = this.options.maxFiles ?? DEFAULT_MAX_FILES;
+    // Refused before any continuation frame is read, so a huge file count cannot grow the list.
+    if (first.fileCount > maxFiles) throw new Refusal('E_LIMIT', `the offer has ${first.fileCount} entries; this receiver takes at most ${maxFiles} per transfer`);
+    const entries: OfferEntry[] = [];
+    for (let frame = first; ; frame = await expectFrame(transport, 'offer')) {
+      if (frame.chunkSize !== first.chunkSize || frame.hash !== first.hash || frame.fileCount !== first.fileCount || frame.totalBytes !== first.totalBytes) {
+        throw new SockxferError('E_PROTOCOL', 'OFFER frames of one transfer disagree');
+      }
+      if (entries.length + frame.entries.length > first.fileCount) throw new SockxferError('E_PROTOCOL', 'more offer entries than the entry count');
+      for (const e of frame.entries) {
+        if (e.index !== entries.length) throw new SockxferError('E_PROTOCOL', `offer entry has index ${e.index}, expected ${entries.length}`);
+        entries.push(e);
+      }
+      if (!frame.more) break;
+    }
+    if (entries.length !== first.fileCount) throw new SockxferError('E_PROTOCOL', `offer lists ${entries.length} entries but counts ${first.fileCount}`);
+    let total = 0;
+    for (const e of entries) {
+      if (e.kind !== 'file' && e.size !== 0) throw new SockxferError('E_PROTOCOL', `offer entry ${e.index} is a ${e.kind} with a size`);
+      total += e.size;
+    }
+    if (total !== first.totalBytes) throw new SockxferError('E_PROTOCOL', `offer total ${first.totalBytes} bytes does not match the sum of its sizes, ${total}`);
+    const chunkLimit = Math.min(MAX_CHUNK_SIZE, transport.maxChunkSize);
+    if (first.chunkSize < MIN_CHUNK_SIZE || first.chunkSize > chunkLimit) {
+      throw new Refusal('E_UNSUPPORTED', `chunk size ${first.chunkSize} is outside ${MIN_CHUNK_SIZE}-${chunkLimit}`);
+    }
+    return { ...first, entries, more: false };
+  }
+
+  /** Decides what to do with every entry: folders are created, existing files hashed, bad names refused. */
+  private async plan(offer: OfferFrame): Promise<Plan[]> {
+    const root = this.options.dir;
+    const kinds = new Map<string, OfferEntry['kind']>();
+    const refusedPaths = new Map<string, SockxferError>();
+    const plans: Plan[] = [];
+    const hashing: Array<() => Promise<void>> = [];
+    for (const entry of offer.entries) {
+      const plan: Plan = { entry, accept: { index: entry.index, action: 'send', code: 0, message: '', digest: Buffer.alloc(0), have: [] }, target: '', refused: null, existing: null };
+      plans.push(plan);
+      const refuse = (e: SockxferError) => {
+        plan.refused = e;
+        plan.accept = { ...plan.accept, action: 'refuse', code: e.wireCode, message: truncate(e.message, MAX_ENTRY_MESSAGE_BYTES) };
+        refusedPaths.set(entry.name, e);
+      };
+      const problem = pathProblem(entry.name);
+      if (problem) {
+        refuse(new SockxferError('E_BAD_NAME', `refused the name "${printableName(entry.name)}": ${problem}`));
+        continue;
+      }
+      if (kinds.has(entry.name)) {
+        refuse(new SockxferError('E_BAD_NAME', `"${printableName(entry.name)}" is offered twice`));
+        continue;
+      }
+      const conflict = this.parentConflict(entry.name, kinds, refusedPaths);
+      kinds.set(entry.name, entry.kind);
+      if (conflict) {
+        refuse(conflict);
+        continue;
+      }
+      const maxSize = this.options.maxSize ?? Infinity;
+      if (entry.kind === 'file' && entry.size > maxSize) {
+        refuse(new SockxferError('E_LIMIT', `${printableName(entry.name)} is ${entry.size} bytes; this receiver takes files of at most ${maxSize} bytes`));
+        continue;
+      }
+      plan.target = path.join(root, ...entry.name.split('/'));
+      try {
+        await ensureParents(root, entry.name);
+        if (entry.kind === 'directory') {
+          await ensureDirectory(plan.target, entry.name);
+          continue;
+        }
+        const existing = await fs.lstat(plan.target).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : Promise.reject(err)));
+        if (existing === null) continue;
+        const shown = printableName(entry.name);
+        if (existing.isDirectory()) throw new SockxferError('E_EXISTS', `${shown} exists in the target folder and is a folder`);
+        const policy = this.options.policy;
+        if (existing.isFile() && entry.kind === 'file' && existing.size === entry.size) {
+          // Same size: the hashes decide (identical is up to date whatever the policy).
+          plan.accept = { ...plan.accept, action: policy === 'refuse' ? 'check' : 'update', code: policy === 'refuse' ? existsError(shown).wireCode : 0 };
+          hashing.push(async () => {
+            const { digest } = await hashFile(plan.target, offer.hash);
+            plan.existing = digest;
+            plan.accept = { ...plan.accept, digest };
+          });
+          continue;
+        }
+        if (policy === 'refuse') throw existing.isFile() ? existsError(shown) : new SockxferError('E_EXISTS', `${shown} exists in the target folder and is not a regular file`);
+      } catch (err) {
+        refuse(toSockxferError(err, 'E_IO'));
+      }
+    }
+    // Existing files are hashed a few at a time; one that cannot be read is refused.
+    for (let i = 0; i < hashing.length; i += HASH_PARALLEL) {
+      await Promise.all(hashing.slice(i, i + HASH_PARALLEL).map((h) => h()));
+    }
+    for (const plan of plans) {
+      if ((plan.accept.action === 'check' || plan.accept.action === 'update') && plan.existing === null) {
+        plan.refused = new SockxferError('E_IO', `cannot read ${printableName(plan.entry.name)} in the target folder`);
+        plan.accept = { ...plan.accept, action: 'refuse', code: plan.refused.wireCode, message: truncate(plan.refused.message, MAX_ENTRY_MESSAGE_BYTES), digest: Buffer.alloc(0) };
+      }
+    }
+    return plans;
+  }
+
+  /** Why an entry cannot go where it says: a folder on its way is an offered file, or was refused. */
+  private parentConflict(name: string, kinds: Map<string, OfferEntry['kind']>, refused: Map<string, SockxferError>): SockxferError | null {
+    for (let at = name.indexOf('/'); at !== -1; at = name.indexOf('/', at + 1)) {
+      const parent = name.slice(0, at);
+      const kind = kinds.get(parent);
+      if (kind !== undefined && kind !== 'directory') {
+        return new SockxferError('E_BAD_NAME', `"${printableName(name)}" would be inside "${printableName(parent)}", which is offered as a ${kind}`);
+      }
+      const e = refused.get(parent);
+      if (e) return new SockxferError(e.code, `"${printableName(name)}" is inside "${printableName(parent)}", which was refused`);
+    }
+    return null;
+  }
+
+  /** Refuses the whole offer when the files to be written do not fit the target folder's free space. */
+  private async checkSpace(): Promise<void> {
+    let needed = 0;
+    for (const p of this.plans) if ((p.accept.action === 'send' || p.accept.action === 'update') && p.entry.kind === 'file') needed += p.entry.size;
+    if (needed === 0) return;
+    const st = await fs.statfs(this.options.dir).catch(() => null);
+    if (st === null) return;
+    const free = st.bavail * st.bsize;
+    if (needed > free) {
+      throw new Refusal('E_NO_ROOM', `the offer needs ${needed} bytes, but the target folder has ${free} bytes free`);
+    }
+  }
+
+  /** ACCEPT frames: as many entries per frame as fit a control frame. */
+  private sendAccept(): void {
+    const budget = MAX_CONTROL_BODY - 64;
+    let batch: AcceptEntry[] = [];
+    let bytes = 2;
+    const flush = (more: boolean) => {
+      this.transport.send({ type: 'accept', entries: batch, more });
+      batch = [];
+      bytes = 2;
+    };
+    for (const plan of this.plans) {
+      const a = plan.accept;
+      const size = 4 + 1 + 2 + 2 + Buffer.byteLength(a.message) + 1 + a.digest.length + 2 + 16 * Math.min(a.have.length, MAX_ACCEPT_RANGES);
+      if (batch.length > 0 && (batch.length >= MAX_OFFER_ENTRIES || bytes + size > budget)) flush(true);
+      batch.push(a);
+      bytes += size;
+      if (a.action !== 'refuse' && plan.entry.kind !== 'directory') {
+        this.incoming.set(a.index, { plan, part: null, hasher: null, have: new RangeSet(), end: null, shortChunk: -1, shortLength: 0, failure: null, done: false });
+      }
+    }
+    flush(false);
+  }
+
+  // ---- The data ----------------------------------------------------------------------------
+
+  private async receiveAll(): Promise<void> {
+    const { transport } = this;
+    let unfinished = this.incoming.size;
+    const finished = () => unfinished--;
+    while (unfinished > 0) {
+      const frame = transport.tryReceive() ?? (await transport.receive());
+      if (frame.type === 'data') {
+        await this.onData(frame, finished);
+      } else if (frame.type === 'end') {
+        await this.onEnd(frame, finished);
+      } else if (frame.type === 'error') {
+        throw peerError(frame, transport);
+      } else {
+        throw new SockxferError('E_PROTOCOL', `unexpected ${frame.type} frame during the data`);
+      }
+      if (this.finishing.size >= MAX_FINISHING) await Promise.race(this.finishing);
+    }
+  }
+
+  private expect(index: number, what: string): Incoming {
+    const inc = this.incoming.get(index);
+    if (!inc) throw new SockxferError('E_PROTOCOL', `${what} for entry ${index}, which was not asked for`);
+    if (inc.done) throw new SockxferError('E_PROTOCOL', `${what} for entry ${index}, which is complete`);
+    return inc;
+  }
+
+  private async onData(frame: DataFrame, finished: () => void): Promise<void> {
+    const inc = this.expect(frame.index, 'data');
+    const { entry, accept } = inc.plan;
+    if (accept.action === 'check') throw new SockxferError('E_PROTOCOL', `data for entry ${frame.index}, which was only to be checked`);
+    const { chunkSize } = this.offer!;
+    const length = dataLength(frame);
+    if (entry.kind === 'file') {
+      const count = Math.ceil(entry.size / chunkSize);
+      if (frame.chunk >= count) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} is past the end of entry ${frame.index} (${count} chunks)`);
+      const expected = frame.chunk === count - 1 ? entry.size - (count - 1) * chunkSize : chunkSize;
+      if (length !== expected) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} has ${length} bytes, expected ${expected}`);
+    } else {
+      this.checkStreamChunk(inc, frame.chunk, length);
+    }
+    if (!inc.have.add(frame.chunk)) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} of entry ${frame.index} arrived twice`);
+    if (inc.failure === null) {
+      try {
+        if (inc.part === null) this.opened(inc);
+        inc.hasher ??= new OrderedHasher(await createHasher(this.offer!.hash));
+        inc.hasher.add(frame.chunk, frame.data, length);
+        const wait = inc.part!.write(frame.chunk * chunkSize, frame.data, length);
+        if (wait) await wait;
+      } catch (err) {
+        const e = toSockxferError(err, 'E_IO');
+        if (e.code === 'E_PROTOCOL') throw e;
+        inc.failure = e;
+      }
+    }
+    this.received += length;
+    if (this.received - this.reported >= PROGRESS_STEP) {
+      this.reported = this.received;
+      this.observer.progress?.(this.info!, this.received);
+    }
+    if (inc.end && this.complete(inc)) this.finish(inc, finished);
+  }
+
+  /** Counts an entry as open (its part file created); too many at once is a protocol error. */
+  private opened(inc: Incoming): void {
+    if (++this.open > MAX_OPEN) throw new SockxferError('E_PROTOCOL', `data for more than ${MAX_OPEN} files at once`);
+    const { entry, target } = inc.plan;
+    inc.part = PartFile.createSync(path.dirname(target), path.basename(entry.name));
+  }
+
+  private checkStreamChunk(inc: Incoming, chunk: number, length: number): void {
+    const { chunkSize } = this.offer!;
+    const maxSize = Math.min(this.options.maxSize ?? Infinity, Number.MAX_SAFE_INTEGER);
+    if (length === 0 || length > chunkSize) throw new SockxferError('E_PROTOCOL', `stream chunk ${chunk} has ${length} bytes (chunk size ${chunkSize})`);
+    if (chunk * chunkSize + length > maxSize) {
+      throw new SockxferError('E_LIMIT', `${printableName(inc.plan.entry.name)} grew past ${maxSize} bytes, the largest this receiver takes`);
+    }
+    if (length < chunkSize) {
+      if (inc.shortChunk !== -1 && inc.shortChunk !== chunk) throw new SockxferError('E_PROTOCOL', `stream chunks ${inc.shortChunk} and ${chunk} are both short`);
+      if (inc.have.end > chunk + 1) throw new SockxferError('E_PROTOCOL', `short stream chunk ${chunk} is not the last`);
+      inc.shortChunk = chunk;
+      inc.shortLength = length;
+    } else if (inc.shortChunk !== -1 && chunk > inc.shortChunk) {
+      throw new SockxferError('E_PROTOCOL', `stream chunk ${chunk} comes after the short (last) chunk ${inc.shortChunk}`);
+    }
+    if (inc.end) {
+      const count = Math.ceil(inc.end.size / chunkSize);
+      const expected = chunk === count - 1 ? inc.end.size - (count - 1) * chunkSize : chunkSize;
+      if (chunk >= count || length !== expected) throw new SockxferError('E_PROTOCOL', `stream chunk ${chunk} (${length} bytes) does not fit the END's size ${inc.end.size}`);
+    }
+  }
+
+  private async onEnd(frame: EndFrame, finished: () => void): Promise<void> {
+    const inc = this.expect(frame.index, 'END');
+    if (inc.end) throw new SockxferError('E_PROTOCOL', `END for entry ${frame.index} arrived twice`);
+    const offer = this.offer!;
+    if (frame.hash !== offer.hash) throw new SockxferError('E_PROTOCOL', `END carries a ${frame.hash} hash, the offer said ${offer.hash}`);
+    const { entry, accept } = inc.plan;
+    inc.end = frame;
+    if (frame.abandoned) {
+      inc.failure = new SockxferError('E_SOURCE_CHANGED', `the sender gave ${printableName(entry.name)} up: its source changed or vanished while it was being sent`);
+      this.finish(inc, finished);
+      return;
+    }
+    if (entry.kind === 'file' && frame.size !== entry.size) throw new SockxferError('E_PROTOCOL', `END says ${frame.size} bytes for entry ${frame.index}, the offer said ${entry.size}`);
+    if (entry.kind === 'stream') {
+      const { chunkSize } = offer;
+      const count = Math.ceil(frame.size / chunkSize);
+      const lastLength = frame.size - (count - 1) * chunkSize;
+      if (frame.size > (this.options.maxSize ?? Infinity)) throw new SockxferError('E_LIMIT', `${printableName(entry.name)} is ${frame.size} bytes; this receiver takes at most ${this.options.maxSize}`);
+      if (inc.have.end > count) throw new SockxferError('E_PROTOCOL', `END says ${frame.size} bytes, but chunk ${inc.have.end - 1} arrived`);
+      if (inc.shortChunk !== -1 && (inc.shortChunk !== count - 1 || inc.shortLength !== lastLength)) {
+        throw new SockxferError('E_PROTOCOL', `END says ${frame.size} bytes, but chunk ${inc.shortChunk} had ${inc.shortLength}`);
+      }
+      if (inc.have.has(count - 1) && lastLength === chunkSize && inc.shortChunk !== -1) throw new SockxferError('E_PROTOCOL', 'a short stream chunk before the end');
+    }
+    if ((accept.action === 'check' || accept.action === 'update') && inc.plan.existing!.equals(frame.digest)) {
+      if (inc.have.size > 0) throw new SockxferError('E_PROTOCOL', `data for entry ${frame.index}, which is up to date`);
+      this.finish(inc, finished);
+      return;
+    }
+    if (this.complete(inc)) this.finish(inc, finished);
+  }
+
+  private complete(inc: Incoming): boolean {
+    const count = Math.ceil(inc.end!.size / this.offer!.chunkSize);
+    return inc.have.size === count;
+  }
+
+  /** The entry has all it will get: check, fsync and move it (in the background, a bounded number at once). */
+  private finish(inc: Incoming, finished: () => void): void {
+    inc.done = true;
+    finished();
+    const work = this.finishEntry(inc).finally(() => {
+      this.finishing.delete(work);
+      if (inc.part !== null) this.open--;
+    });
+    this.finishing.add(work);
+  }
+
+  private async finishEntry(inc: Incoming): Promise<void> {
+    const { plan } = inc;
+    const { entry, accept } = plan;
+    const end = inc.end!;
+    const offer = this.offer!;
+    try {
+      if (inc.failure) throw inc.failure;
+      if (accept.action === 'check' || accept.action === 'update') {
+        if (plan.existing!.equals(end.digest)) {
+          this.settle(plan, 'up-to-date', plan.existing!, null, plan.target);
+          return;
+        }
+        if (accept.action === 'check') {
+          throw new SockxferError(codeFromWire(accept.code), `${printableName(entry.name)} differs from the file in place; not replaced (the receiver runs without --overwrite or --keep-both)`);
+        }
+      }
+      if (inc.part === null) this.opened(inc); // nothing to write: a 0-byte file
+      const digest = inc.hasher?.digest() ?? (await createHasher(offer.hash)).digest();
+      if (!digest.equals(end.digest)) {
+        throw Object.assign(new SockxferError('E_HASH_MISMATCH', `${printableName(entry.name)} from ${this.transport.remote}: whole-file ${offer.hash} is ${digest.toString('hex')}, the sender says ${end.digest.toString('hex')}`), { digest });
+      }
+      await inc.part!.finish(entry.mode, entry.mtimeMs);
+      await checkParents(this.options.dir, entry.name);
+      const landed = await inc.part!.commit(plan.target, this.options.policy, (dir) => this.syncer.sync(dir));
+      inc.part = null;
+      this.open--;
+      this.settle(plan, 'committed', digest, null, landed);
+    } catch (err) {
+      const e = toSockxferError(err, 'E_IO');
+      await inc.part?.discard();
+      this.settle(plan, 'failed', (err as { digest?: Buffer }).digest ?? null, e);
+    }
+  }
+
+  /** Records an entry's outcome, tells the observer and (but for folders) the sender. */
+  private settle(plan: Plan, status: VerdictStatus, digest: Buffer | null, error: SockxferError | null, landed?: string): void {
+    const { entry } = plan;
+    const rel = landed ? path.relative(this.options.dir, landed).split(path.sep).join('/') : '';
+    const result: EntryResult = {
+      index: entry.index,
+      kind: entry.kind,
+      name: entry.name,
+      bytes: entry.kind === 'stream' ? (this.incoming.get(entry.index)?.end?.size ?? 0) : entry.size,
+      digest: digest?.toString('hex') ?? null,
+      result: status,
+      ...(error ? { code: error.code, message: error.message } : {}),
+      ...(landed ? { path: landed } : {}),
+    };
+    this.results.set(entry.index, result);
+    if (this.info) this.observer.entry?.(this.info, result);
+    sendQuietly(this.transport, () =>
+      this.transport.send({
+        type: 'verdict',
+        index: entry.index,
+        status,
+        code: error?.wireCode ?? 0,
+        hash: this.offer!.hash,
+        digest: digest ?? Buffer.alloc(0),
+        message: error?.message.slice(0, 1000) ?? status,
+        path: rel,
+      }),
+    );
+  }
+
+  /** Folders get their mode and mtime last (adding files changes a folder's mtime), deepest first. */
+  private async finishDirectories(): Promise<void> {
+    for (let i = this.plans.length - 1; i >= 0; i--) {
+      const plan = this.plans[i]!;
+      if (plan.entry.kind !== 'directory' || plan.refused) continue;
+      try {
+        await checkParents(this.options.dir, plan.entry.name);
+        const st = await fs.lstat(plan.target);
+        if (!st.isDirectory()) throw new SockxferError('E_IO', `${printableName(plan.entry.name)} is no longer a folder`);
+        await fs.chmod(plan.target, plan.entry.mode & 0o777 & ~UMASK);
+        const mtime = plan.entry.mtimeMs / 1000 + 5e-7;
+        await fs.utimes(plan.target, mtime, mtime);
+        this.settle(plan, 'committed', null, null, plan.target);
+      } catch (err) {
+        this.settle(plan, 'failed', null, toSockxferError(err, 'E_IO'));
+      }
+    }
+  }
+
+  /** After a failure: lets running commits end, then removes every temporary file still open. */
+  private async discardAll(): Promise<void> {
+    await Promise.allSettled(this.finishing);
+    await Promise.all([...this.incoming.values()].map((inc) => (inc.done ? undefined : inc.part?.discard())));
+  }
+}
+
+function existsError(shown: string): SockxferError {
+  return new SockxferError('E_EXISTS', `${shown} already exists in the target folder (the receiver runs without --overwrite)`);
+}
+
+function truncate(s: string, maxBytes: number): string {
+  if (Buffer.byteLength(s) <= maxBytes) return s;
+  return Buffer.from(s).subarray(0, maxBytes - 3).toString('utf8').replace(/\uFFFD$/, '') + '...';
 }
 
 /** Sends a frame if the connection still takes one; a peer that is gone needs no answer. */
@@ -119,124 +617,4 @@ function sendQuietly(transport: Transport, send: () => void): void {
   } catch {
     // the connection is closed
   }
-}
-
-function sendVerdict(transport: Transport, index: number, offer: OfferFrame, digest: Buffer, error: SockxferError | null): void {
-  sendQuietly(transport, () =>
-    transport.send({
-      type: 'verdict',
-      index,
-      committed: error === null,
-      code: error?.wireCode ?? 0,
-      hash: offer.hash,
-      digest,
-      message: error?.message ?? 'committed',
-    }),
-  );
-}
-
-async function handshake(transport: Transport, observer: SessionObserver): Promise<void> {
-  const hello = await expectFrame(transport, 'hello');
-  // A HELLO makes this a sockxfer transfer, even one that fails on the version just below.
-  observer.hello?.(transport.remote);
-  const version = Math.min(hello.maxVersion, MAX_PROTOCOL_VERSION);
-  if (version < Math.max(hello.minVersion, MIN_PROTOCOL_VERSION)) {
-    throw new SockxferError(
-      'E_VERSION',
-      `${transport.remote} (${printableName(hello.software)}) speaks protocol versions ${hello.minVersion}-${hello.maxVersion}; this receiver speaks ${MIN_PROTOCOL_VERSION}-${MAX_PROTOCOL_VERSION}`,
-    );
-  }
-  transport.send({ type: 'welcome', version, capabilities: 0, software: SOFTWARE });
-}
-
-/** Collects the OFFER frames of a transfer (one, or several flagged "more"). */
-async function readOffer(transport: Transport): Promise<OfferFrame> {
-  const first = await expectFrame(transport, 'offer');
-  // Refused before any continuation frame is read, so a huge file count cannot grow the list.
-  if (first.fileCount !== 1) throw new Refusal('E_UNSUPPORTED', `this receiver takes one file per transfer; ${first.fileCount} were offered`);
-  const entries: OfferEntry[] = [...first.entries];
-  for (let last = first; last.more; ) {
-    last = await expectFrame(transport, 'offer');
-    if (last.chunkSize !== first.chunkSize || last.hash !== first.hash || last.fileCount !== first.fileCount || last.totalBytes !== first.totalBytes) {
-      throw new SockxferError('E_PROTOCOL', 'OFFER frames of one transfer disagree');
-    }
-    if (entries.length + last.entries.length > first.fileCount) throw new SockxferError('E_PROTOCOL', 'more offer entries than the file count');
-    entries.push(...last.entries);
-  }
-  return { ...first, entries, more: false };
-}
-
-/** Checks an offer against what this receiver takes; returns the file to receive or throws a Refusal. */
-async function checkOffer(offer: OfferFrame, transport: Transport, options: ReceiveOptions): Promise<OfferEntry> {
-  if (offer.entries.length !== offer.fileCount) throw new SockxferError('E_PROTOCOL', `offer lists ${offer.entries.length} entries but counts ${offer.fileCount}`);
-  const entry = offer.entries[0]!;
-  if (entry.index !== 0) throw new SockxferError('E_PROTOCOL', `offer entry has index ${entry.index}, expected 0`);
-  if (entry.kind !== 'file') throw new Refusal('E_UNSUPPORTED', 'this receiver takes files, not folders');
-  if (offer.totalBytes !== entry.size) throw new SockxferError('E_PROTOCOL', `offer total ${offer.totalBytes} bytes does not match the file size ${entry.size}`);
-  const chunkLimit = Math.min(MAX_CHUNK_SIZE, transport.maxChunkSize);
-  if (offer.chunkSize < MIN_CHUNK_SIZE || offer.chunkSize > chunkLimit) {
-    throw new Refusal('E_UNSUPPORTED', `chunk size ${offer.chunkSize} is outside ${MIN_CHUNK_SIZE}-${chunkLimit}`);
-  }
-  const problem = nameProblem(entry.name);
-  if (problem) throw new Refusal('E_BAD_NAME', `refused the name "${printableName(entry.name)}": ${problem}`);
-  const target = path.join(options.dir, entry.name);
-  const existing = await fs.lstat(target).catch(() => null);
-  if (existing && !(options.overwrite && existing.isFile())) {
-    throw new Refusal('E_EXISTS', existing.isFile() ? `${printableName(entry.name)} already exists in the target folder (the receiver runs without --overwrite)` : `${printableName(entry.name)} exists in the target folder and is not a regular file`);
-  }
-  return entry;
-}
-
-/** Receives chunks in any order until every chunk and the END frame are in; returns END and the hash of what was written. */
-async function receiveChunks(
-  transport: Transport,
-  part: PartFile,
-  offer: OfferFrame,
-  entry: OfferEntry,
-  progress: (done: number) => void,
-): Promise<{ end: EndFrame; digest: Buffer }> {
-  const { chunkSize } = offer;
-  const chunkCount = Math.ceil(entry.size / chunkSize);
-  const lastLength = entry.size - (chunkCount - 1) * chunkSize;
-  const have = new RangeSet();
-  const hasher = new OrderedHasher(await createHasher(offer.hash));
-  let received = 0;
-  let reported = 0;
-  let end: EndFrame | null = null;
-
-  const checkData = (frame: DataFrame): number => {
-    if (frame.index !== entry.index) throw new SockxferError('E_PROTOCOL', `data for file ${frame.index}, which was not offered`);
-    if (frame.chunk >= chunkCount) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} is past the end of the file (${chunkCount} chunks)`);
-    const expected = frame.chunk === chunkCount - 1 ? lastLength : chunkSize;
-    const length = dataLength(frame);
-    if (length !== expected) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} has ${length} bytes, expected ${expected}`);
-    return length;
-  };
-
-  while (end === null || have.size < chunkCount) {
-    const frame = transport.tryReceive() ?? (await transport.receive());
-    if (frame.type === 'data') {
-      const length = checkData(frame);
-      if (!have.add(frame.chunk)) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} arrived twice`);
-      hasher.add(frame.chunk, frame.data, length);
-      const wait = part.write(frame.chunk * chunkSize, frame.data, length);
-      if (wait) await wait;
-      received += length;
-      // Per chunk would be 700,000 calls per GiB of small UDP chunks; every 256 KiB is plenty for 4 updates a second.
-      if (received - reported >= PROGRESS_STEP || received === entry.size) {
-        reported = received;
-        progress(received);
-      }
-    } else if (frame.type === 'end') {
-      if (end !== null) throw new SockxferError('E_PROTOCOL', 'END arrived twice');
-      if (frame.index !== entry.index) throw new SockxferError('E_PROTOCOL', `END for file ${frame.index}, which was not offered`);
-      if (frame.hash !== offer.hash) throw new SockxferError('E_PROTOCOL', `END carries a ${frame.hash} hash, the offer said ${offer.hash}`);
-      end = frame;
-    } else if (frame.type === 'error') {
-      throw peerError(frame, transport);
-    } else {
-      throw new SockxferError('E_PROTOCOL', `unexpected ${frame.type} frame during the data`);
-    }
-  }
-  return { end, digest: hasher.digest() };
 }

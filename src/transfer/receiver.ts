@@ -8,8 +8,9 @@ import { SockxferError, toSockxferError } from '../errors.js';
 import { listenTcp, listenUdp, type Transport, type TransportKind } from '../transport/index.js';
 import type { TransferInfo, TransferResult } from './events.js';
 import { receiveSession, type ReceiveOptions, type SessionObserver } from './receive-session.js';
+import { DirectorySyncer } from './target.js';
 
-export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir'> {
+export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir' | 'syncer'> {
   /** The target folder; created if missing. */
   dir: string;
   /** Listen address; all interfaces (IPv6 and IPv4) when undefined. */
@@ -19,7 +20,11 @@ export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir'> {
   transports?: TransportKind[];
   /** Serve one transfer, then stop. Stray connections that never say HELLO do not count. */
   once: boolean;
+  /** Transfers served at once; more are refused with E_BUSY (default DEFAULT_MAX_SESSIONS). */
+  maxSessions?: number;
 }
+
+export const DEFAULT_MAX_SESSIONS = 64;
 
 export interface ListenAddress {
   host: string;
@@ -50,6 +55,8 @@ export class Receiver {
   /** With `once`: the outcome of the first transfer. */
   readonly firstOutcome: Promise<TransferResult | SockxferError>;
   readonly dir: string;
+  /** Folder fsyncs shared by all sessions. */
+  private readonly syncer = new DirectorySyncer();
 
   constructor(
     private readonly options: ReceiverOptions,
@@ -105,6 +112,14 @@ export class Receiver {
       transport.destroy();
       return;
     }
+    const maxSessions = this.options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    if (this.active.size >= maxSessions) {
+      // Told at once, before its HELLO: a sender that retries later gets in.
+      const busy = new SockxferError('E_BUSY', `this receiver serves ${maxSessions} transfers at once already; try again later`);
+      this.observer.failed?.(transport.remote, null, busy);
+      void transport.abort(busy).catch(() => {});
+      return;
+    }
     let info: TransferInfo | null = null;
     let counts = false;
     const observer: SessionObserver = {
@@ -121,8 +136,10 @@ export class Receiver {
         this.observer.start?.(i);
       },
       progress: (i, done) => this.observer.progress?.(i, done),
+      entry: (i, e) => this.observer.entry?.(i, e),
     };
-    const run = receiveSession(transport, { dir: this.dir, overwrite: this.options.overwrite, timeoutMs: this.options.timeoutMs }, observer).then(
+    const { policy, timeoutMs, maxSize, maxFiles } = this.options;
+    const run = receiveSession(transport, { dir: this.dir, policy, timeoutMs, maxSize, maxFiles, syncer: this.syncer }, observer).then(
       (result) => {
         this.observer.done?.(result);
         if (counts) this.settleOnce(result);

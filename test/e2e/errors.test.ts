@@ -147,7 +147,7 @@ describe('usage errors: exit 2', () => {
   const cases: Array<{ title: string; args: (file: string, out: string) => string[]; stderr: RegExp }> = [
     { title: 'no arguments', args: () => [], stderr: /Usage: sockxfer/ },
     { title: 'an unknown command', args: () => ['frobnicate'], stderr: /unknown command 'frobnicate'/ },
-    { title: '`send` with one argument', args: (file) => ['send', file, '--json'], stderr: /missing required argument/ },
+    { title: '`send` with one argument', args: (file) => ['send', file, '--json'], stderr: /missing host:port/ },
     { title: '--chunk-size 1', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--chunk-size', '1'], stderr: /--chunk-size/ },
     { title: '--hash md5', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--hash', 'md5'], stderr: /md5/ },
     { title: 'receive without --port', args: (_file, out) => ['receive', '--dir', out, '--json'], stderr: /--port/ },
@@ -198,12 +198,12 @@ describe('--json', () => {
     for (const p of [sender, receiver, failed]) {
       expect(p.stray).toEqual([]);
       expect(p.events.length).toBeGreaterThan(0);
-      for (const e of p.events) expect(['listening', 'start', 'progress', 'done', 'error']).toContain(e.event);
+      for (const e of p.events) expect(['listening', 'start', 'progress', 'file', 'done', 'error']).toContain(e.event);
     }
-    expect(sender.events.map((e) => e.event)).toEqual(['start', ...sender.events.slice(1, -1).map(() => 'progress'), 'done']);
+    expect(sender.events.map((e) => e.event)).toEqual(['start', ...sender.events.slice(1, -2).map(() => 'progress'), 'file', 'done']);
     // One `listening` event per transport (TCP and UDP share the port), then the transfer.
     expect(receiver.events.slice(0, 2)).toMatchObject([{ event: 'listening', transport: 'tcp' }, { event: 'listening', transport: 'udp' }]);
-    expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'listening', 'start', ...receiver.events.slice(3, -1).map(() => 'progress'), 'done']);
+    expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'listening', 'start', ...receiver.events.slice(3, -2).map(() => 'progress'), 'file', 'done']);
     expect(failed.events).toMatchObject([{ event: 'error', code: 'E_CONNECT_REFUSED', exitCode: 3 }]);
     // The human summary went to stderr, not stdout.
     expect(sender.stderr()).toMatch(/^sent j\.bin /m);
@@ -251,7 +251,7 @@ describe('fake peers', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(1000);
   });
 
-  it('a receiver whose frames carry protocol version 2: the sender exits 9, E_VERSION', async () => {
+  it('a receiver whose frames carry protocol version 3: the sender exits 9, E_VERSION', async () => {
     let hello: Frame | undefined;
     const port = await fakeReceiver((socket) => {
       const reader = frameReader(socket);
@@ -259,8 +259,8 @@ describe('fake peers', () => {
         .next()
         .then((frame) => {
           hello = frame;
-          const welcome = encodeFrameToBuffer({ type: 'welcome', version: 2, capabilities: 0, software: 'fake/2' }, reader.session());
-          welcome.writeUInt8(2, 4); // the header's version byte
+          const welcome = encodeFrameToBuffer({ type: 'welcome', version: 3, capabilities: 0, software: 'fake/3' }, reader.session());
+          welcome.writeUInt8(3, 4); // the header's version byte
           welcome.writeUInt32BE(crc32c(welcome.subarray(0, welcome.length - TRAILER_SIZE)), welcome.length - TRAILER_SIZE);
           socket.write(welcome);
         }, () => {});
@@ -268,10 +268,10 @@ describe('fake peers', () => {
     const file = path.join(ws.src, 'a.bin');
     await randomFile(file, 1000);
     const r = await send(file, `127.0.0.1:${port}`);
-    expect(hello).toMatchObject({ type: 'hello', minVersion: 1, maxVersion: 1 });
+    expect(hello).toMatchObject({ type: 'hello', minVersion: 2, maxVersion: 2 });
     expect(r.code, r.stderr).toBe(9);
     expect(r.last).toMatchObject({ event: 'error', code: 'E_VERSION', exitCode: 9 });
-    expect(r.last!.message).toMatch(/version 2\b/);
+    expect(r.last!.message).toMatch(/version 3\b/);
   });
 
   // A 16 MiB chunk is over the sender's 8 MiB high-water mark on its own, and this receiver never
@@ -282,13 +282,13 @@ describe('fake peers', () => {
       void (async () => {
         const hello = await reader.next();
         expect(hello.type).toBe('hello');
-        socket.write(encodeFrameToBuffer({ type: 'welcome', version: 1, capabilities: 0, software: 'fake/1' }, reader.session()));
+        socket.write(encodeFrameToBuffer({ type: 'welcome', version: 2, capabilities: 0, software: 'fake/2' }, reader.session()));
         const offer = await reader.next();
         expect(offer.type).toBe('offer');
         socket.pause(); // never read the data: the sender's queue stays full
         socket.write(
           Buffer.concat([
-            encodeFrameToBuffer({ type: 'accept', entries: [{ index: 0, action: 'send', have: [] }] }, reader.session()),
+            encodeFrameToBuffer({ type: 'accept', entries: [{ index: 0, action: 'send', code: 0, message: '', digest: Buffer.alloc(0), have: [] }], more: false }, reader.session()),
             encodeFrameToBuffer({ type: 'error', code: ERROR_CODES.E_NO_SPACE.wire, message: 'no space left on device' }, reader.session()),
           ]),
         );
@@ -302,31 +302,31 @@ describe('fake peers', () => {
     expect(r.code).toBe(8);
   });
 
-  /** Connects a fake sender that says HELLO for versions 2-3 only; returns the receiver's answer. */
+  /** Connects a fake sender that says HELLO for versions 3-4 only; returns the receiver's answer. */
   async function helloFromTheFuture(port: number): Promise<Frame> {
     const socket = net.connect(port, '127.0.0.1');
     fakes.push({ sockets: new Set([socket]) });
     socket.on('error', () => {});
     const reader = frameReader(socket);
-    socket.write(encodeFrameToBuffer({ type: 'hello', minVersion: 2, maxVersion: 3, capabilities: 0, software: 'fake-sender/3' }, randomBytes(8).readBigUInt64BE()));
+    socket.write(encodeFrameToBuffer({ type: 'hello', minVersion: 3, maxVersion: 4, capabilities: 0, software: 'fake-sender/4' }, randomBytes(8).readBigUInt64BE()));
     const answer = await reader.next();
     socket.end();
     return answer;
   }
 
-  it('a sender that speaks only versions 2-3: the receiver answers ERROR E_VERSION (901)', async () => {
+  it('a sender that speaks only versions 3-4: the receiver answers ERROR E_VERSION (901)', async () => {
     const { proc: receiver, port } = await startReceiver(ws.out, ['--once']);
     const answer = await helloFromTheFuture(port);
     expect(answer).toMatchObject({ type: 'error', code: ERROR_CODES.E_VERSION.wire });
     expect(ERROR_CODES.E_VERSION.wire).toBe(901);
-    expect((answer as { message: string }).message).toMatch(/2-3/);
+    expect((answer as { message: string }).message).toMatch(/3-4/);
     await receiver.waitFor((e) => e.event === 'error');
     expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_VERSION', exitCode: 9 });
     expect(await listDir(ws.out)).toEqual([]);
   });
 
   // A HELLO counts as the --once transfer even when it has no version in common with the receiver.
-  it('a sender that speaks only versions 2-3: a --once receiver exits 9', async () => {
+  it('a sender that speaks only versions 3-4: a --once receiver exits 9', async () => {
     const { proc: receiver, port } = await startReceiver(ws.out, ['--once']);
     expect(await helloFromTheFuture(port)).toMatchObject({ type: 'error', code: 901 });
     expect(await exitWithin(receiver, 3000, 'the --once receiver after a HELLO with no common version')).toBe(9);

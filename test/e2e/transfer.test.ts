@@ -72,8 +72,9 @@ describe('byte-identical transfers', () => {
     const { sent, receiver } = await roundTrip('big.bin', size);
     for (const events of [sent.events, receiver.events.filter((e) => e.event !== 'listening')]) {
       expect(events[0]!.event).toBe('start');
-      expect(events.at(-1)!.event).toBe('done');
-      const progress = events.slice(1, -1);
+      expect(events.slice(-2).map((e) => e.event)).toEqual(['file', 'done']);
+      expect(events.at(-2)).toMatchObject({ event: 'file', index: 0, name: 'big.bin', kind: 'file', bytes: size, result: 'committed', hash: events.at(-1)!.hash });
+      const progress = events.slice(1, -2);
       expect(progress.every((e) => e.event === 'progress' && e.total === size)).toBe(true);
       const bytes = progress.map((e) => e.bytes as number);
       expect(bytes).toEqual([...bytes].sort((a, b) => a - b));
