@@ -70,6 +70,18 @@ function sizeLimit(text: string): number {
   return n;
 }
 
+function positiveHours(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0 || n > 24 * 365) throw new InvalidArgumentError('expected hours, more than 0 and at most 8760 (fractions allowed: 0.5 is 30 minutes)');
+  return n;
+}
+
+function retries(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 1000) throw new InvalidArgumentError('expected a whole number from 0 to 1000');
+  return n;
+}
+
 function count(text: string): number {
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number, at least 1');
@@ -115,6 +127,9 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .argument('<path...>', 'files and folders to send ("-" for standard input, with --name), then host:port or [ipv6]:port where a receiver listens')
     .option('--name <name>', 'the name standard input ("-") arrives under')
     .option('--follow-symlinks', 'follow symbolic links inside folders (default: skip them, with a warning)', false)
+    .option('--retry <n>', 'retry up to n times when the attempt fails with exit 3 or 4 (network, timeout, busy receiver), resuming each time', retries, 0)
+    .option('--retry-delay <seconds>', 'wait before the first retry; doubles each time, with jitter', positiveSeconds, 1)
+    .option('--receipt <file>', 'write a JSON manifest of every file (name, size, hash, result) after the receiver answered')
     .addOption(new Option('--hash <algorithm>', 'whole-file hash').choices(['xxh128', 'sha256']).default(DEFAULT_SEND_OPTIONS.hash))
     .addOption(
       new Option('--chunk-size <size>', `bytes per chunk (${formatBytes(MIN_CHUNK_SIZE)}-${formatBytes(MAX_CHUNK_SIZE)})`)
@@ -129,20 +144,20 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
         .default(DEFAULT_SEND_OPTIONS.udp.datagramSize),
     )
     .addOption(new Option('--cc <algorithm>', 'UDP congestion control: rate (delivery-rate based, like BBR) or reno (RFC 9002 NewReno)').choices(['rate', 'reno']).default('rate'))
-    .option('--rate <bits/s>', 'UDP: never send faster than this (e.g. 100M, 1.5G)', bitRate)
+    .option('--rate <bits/s>', 'never send faster than this, over TCP or UDP (e.g. 100M, 1.5G)', bitRate)
     .option('--json', 'NDJSON events on stdout', false)
     .option('--quiet', 'print errors only', false)
     .addHelpText(
       'after',
       '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./photos ./docs backup-host:9000\n  $ tar c ./etc | sockxfer send - backup-host:9000 --name etc.tar\n  $ sockxfer send ./db.dump backup-host:9000 --udp --datagram-size ethernet\n  $ sockxfer send ./db.dump 192.0.2.10:9000 --udp --rate 50M --json\n  $ sockxfer send ./big.iso [2001:db8::10]:9000 --timeout 60 --hash sha256',
     )
-    .action(async (args: string[], opts: { name?: string; followSymlinks: boolean; hash: HashAlgorithm; chunkSize: number; timeout: number; udp?: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }, command: Command) => {
+    .action(async (args: string[], opts: { name?: string; followSymlinks: boolean; retry: number; retryDelay: number; receipt?: string; hash: HashAlgorithm; chunkSize: number; timeout: number; udp?: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }, command: Command) => {
       if (args.length < 2) command.error('error: missing host:port after the paths to send', { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.missingTarget' });
       const target = args[args.length - 1]!;
       const paths = args.slice(0, -1);
       if (opts.name !== undefined && !paths.includes('-')) command.error('error: --name names standard input ("-"), which is not among the paths', { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.nameWithoutStdin' });
       // UDP's options do nothing over TCP: say so rather than ignore them.
-      const udpOnly = ['datagramSize', 'cc', 'rate'].filter((o) => command.getOptionValueSource(o) === 'cli');
+      const udpOnly = ['datagramSize', 'cc'].filter((o) => command.getOptionValueSource(o) === 'cli');
       if (!opts.udp && udpOnly.length > 0) {
         const names = udpOnly.map((o) => `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ');
         command.error(`error: ${names} only ${udpOnly.length > 1 ? 'apply' : 'applies'} with --udp`, { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.udpOnly' });
@@ -156,6 +171,10 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
         timeout: opts.timeout,
         transport: opts.udp ? 'udp' : 'tcp',
         udp: { datagramSize: opts.datagramSize, cc: opts.cc, rateLimit: opts.rate === undefined ? 0 : opts.rate / 8 },
+        rateLimit: opts.rate === undefined ? 0 : opts.rate / 8,
+        retry: opts.retry,
+        retryDelay: opts.retryDelay,
+        receipt: opts.receipt,
       };
       status = await runSend(paths, target, flags, output, signal);
     });
@@ -173,12 +192,13 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .option('--max-files <n>', 'most files and folders in one transfer', count, DEFAULT_MAX_FILES)
     .option('--max-sessions <n>', 'transfers served at once; more are told E_BUSY (exit 4: try later)', count, DEFAULT_MAX_SESSIONS)
     .option('--log <file>', 'append one JSON line per finished transfer (who, what, bytes, hashes, result)')
+    .option('--partial-ttl <hours>', 'remove partial data of interrupted transfers untouched this long (kept to resume them)', positiveHours, 24)
     .option('--once', 'exit after the first transfer, with its exit status', false)
     .option('--timeout <seconds>', 'handshake timeout, and the longest a transfer may go without progress', positiveSeconds, 30)
     .option('--json', 'NDJSON events on stdout', false)
     .option('--quiet', 'print errors and the listening address only', false)
     .addHelpText('after', '\nExamples:\n  $ sockxfer receive --port 9000 --dir ./backups\n  $ sockxfer receive --port 0 --host 127.0.0.1 --once --json\n  $ sockxfer receive --port 9000 --dir /srv/incoming --overwrite')
-    .action(async (opts: Omit<ReceiveFlags, 'transports' | 'policy'> & { overwrite: boolean; keepBoth: boolean; transport: 'tcp' | 'udp' | 'both'; json: boolean; quiet: boolean }, command: Command) => {
+    .action(async (opts: Omit<ReceiveFlags, 'transports' | 'policy' | 'partialTtlHours'> & { partialTtl: number; overwrite: boolean; keepBoth: boolean; transport: 'tcp' | 'udp' | 'both'; json: boolean; quiet: boolean }, command: Command) => {
       if (opts.overwrite && opts.keepBoth) command.error('error: --overwrite and --keep-both exclude each other', { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.policy' });
       output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
       const transports = opts.transport === 'both' ? (['tcp', 'udp'] as const) : ([opts.transport] as const);
@@ -195,6 +215,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
           maxFiles: opts.maxFiles,
           maxSessions: opts.maxSessions,
           log: opts.log,
+          partialTtlHours: opts.partialTtl,
         },
         output,
         signal,

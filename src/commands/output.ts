@@ -160,6 +160,17 @@ export class Output {
     return info.exit;
   }
 
+  /** An attempt failed with a retryable status; the next starts after `delayMs`. */
+  retrying(attempt: number, attempts: number, delayMs: number, code: string, message: string): void {
+    this.always(`sockxfer: attempt ${attempt} of ${attempts} failed: ${message} [${code}]; retrying in ${formatSeconds(delayMs / 1000)} (partial data resumes)`);
+    this.event('retry', { attempt, attempts, delayMs, code, message });
+  }
+
+  /** Drops a transfer's bar without a summary (a failed attempt that is retried). */
+  forget(session: string): void {
+    this.untrack(session);
+  }
+
   /** Something worth knowing that does not stop anything: a line on stderr and a `warning` event. */
   warn(line: string, fields: Record<string, unknown> = {}): void {
     this.always(`sockxfer: warning: ${printableName(line)}`);

@@ -17,6 +17,7 @@ export interface ReceiveFlags {
   maxFiles?: number;
   maxSessions?: number;
   log?: string;
+  partialTtlHours?: number;
 }
 
 /** Runs the receiver; returns the exit status. */
@@ -42,6 +43,7 @@ export async function runReceive(flags: ReceiveFlags, output: Output, signal: Ab
       maxSize: flags.maxSize,
       maxFiles: flags.maxFiles,
       maxSessions: flags.maxSessions,
+      partialTtlMs: flags.partialTtlHours === undefined ? undefined : flags.partialTtlHours * 3_600_000,
     },
     {
       start: (info) => output.start(info),

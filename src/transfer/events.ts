@@ -36,6 +36,8 @@ export interface EntryResult {
   path?: string;
   /** Sender: bytes of it actually sent (less than `bytes` when resumed or up to date). */
   sentBytes?: number;
+  /** Sender: the receiver held part of it from an interrupted earlier transfer. */
+  resumed?: boolean;
 }
 
 export interface TransferResult extends TransferInfo {

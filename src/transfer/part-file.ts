@@ -41,6 +41,47 @@ const MAX_RUN_PIECES = 1024;
 const MAX_RUN_BYTES = 8 * 1024 * 1024;
 /** Bytes written between background fdatasyncs (see syncInBackground). */
 const SYNC_EVERY = 64 * 1024 * 1024;
+/**
+ * A resumable file also syncs after this long with at least RESUME_SYNC_BYTES unsynced, so that
+ * its journal (what survives a kill -9) trails the data by a fraction of a second at most.
+ */
+const RESUME_SYNC_MS = 100;
+const RESUME_SYNC_BYTES = 1024 * 1024;
+
+/** Byte ranges [start, end), sorted and merged. */
+export class ByteRanges {
+  private list: Array<[number, number]> = [];
+
+  get ranges(): Array<[number, number]> {
+    return this.list.map(([a, b]) => [a, b]);
+  }
+
+  get total(): number {
+    return this.list.reduce((n, [a, b]) => n + b - a, 0);
+  }
+
+  add(start: number, end: number): void {
+    if (end <= start) return;
+    const out: Array<[number, number]> = [];
+    let placed = false;
+    for (const [a, b] of this.list) {
+      if (b < start) {
+        out.push([a, b]);
+      } else if (a > end) {
+        if (!placed) {
+          out.push([start, end]);
+          placed = true;
+        }
+        out.push([a, b]);
+      } else {
+        start = Math.min(start, a);
+        end = Math.max(end, b);
+      }
+    }
+    if (!placed) out.push([start, end]);
+    this.list = out;
+  }
+}
 
 /** Prefix and suffix of temporary files, so a person can tell what left them. */
 export const PART_PREFIX = '.sockxfer-';
@@ -119,6 +160,11 @@ export class PartFile {
   /** Bytes written since the last background fdatasync started, and that sync while it runs. */
   private unsynced = 0;
   private syncing: Promise<void> | null = null;
+  private lastSyncAt = performance.now();
+  /** Byte ranges whose writes have completed, and (for resumable files) those known durable. */
+  private readonly completed = new ByteRanges();
+  /** Called after each fdatasync with the ranges it made durable (the resume journal). */
+  private onDurable: ((ranges: Array<[number, number]>) => Promise<void>) | null = null;
 
   private constructor(
     readonly path: string,
@@ -137,6 +183,67 @@ export class PartFile {
         throw ioError(err, `cannot create a temporary file in ${dir}`);
       }
     }
+  }
+
+  /**
+   * Opens an existing temporary file to go on writing it (a resumed transfer). `held` are the byte
+   * ranges known durable in it; `onDurable` is told the ranges each later fdatasync made durable.
+   */
+  static resume(p: string, held: Array<[number, number]>, onDurable: (ranges: Array<[number, number]>) => Promise<void>): PartFile {
+    let fd: number;
+    try {
+      fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
+    } catch (err) {
+      throw ioError(err, `cannot reopen ${p}`);
+    }
+    const part = new PartFile(p, fd);
+    for (const [a, b] of held) part.completed.add(a, b);
+    part.onDurable = onDurable;
+    return part;
+  }
+
+  /** Creates the temporary file at exactly `p` (a resumable one), replacing a stale file of that name. */
+  static createAtSync(p: string): PartFile {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return new PartFile(p, fs.openSync(p, PART_FLAGS, 0o600));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST' && attempt === 0) {
+          try {
+            fs.unlinkSync(p);
+          } catch {
+            // gone already, or not ours to remove: the next open says which
+          }
+          continue;
+        }
+        throw ioError(err, `cannot create ${p}`);
+      }
+    }
+  }
+
+  /** Makes this file resumable: `onDurable` is told, after each fdatasync, the ranges it made durable. */
+  trackDurable(onDurable: (ranges: Array<[number, number]>) => Promise<void>): void {
+    this.onDurable = onDurable;
+  }
+
+  /**
+   * Keeps the file for a later resume instead of discarding it: waits for queued writes, fsyncs,
+   * reports what is durable, closes. Never throws; returns false when nothing could be kept.
+   */
+  async suspend(): Promise<boolean> {
+    await this.waitBelow(0).catch(() => {});
+    await this.syncing;
+    let ok = !this.closed;
+    if (ok) {
+      try {
+        await promisify(fs.fdatasync)(this.fd);
+        if (this.onDurable) await this.onDurable(this.completed.ranges);
+      } catch {
+        ok = false;
+      }
+    }
+    await this.close().catch(() => {});
+    return ok;
   }
 
   /**
@@ -237,25 +344,29 @@ export class PartFile {
       }
       this.inFlight++;
       writeAll(this.fd, run.pieces, run.position).then(
-        () => this.written(run.length),
+        () => this.written(run, true),
         (err) => {
           this.failure ??= ioError(err, `cannot write ${this.path}`);
-          this.written(run.length);
+          this.written(run, false);
         },
       );
     }
   }
 
-  private written(bytes: number): void {
+  private written(run: Run, ok: boolean): void {
     this.inFlight--;
+    if (ok && this.onDurable) this.completed.add(run.position, run.position + run.length);
     this.pump();
-    this.settle(bytes);
+    this.settle(run.length);
   }
 
   private settle(bytes: number): void {
     this.pending -= bytes;
     this.unsynced += bytes;
-    if (this.unsynced >= SYNC_EVERY && this.syncing === null && !this.closed) this.syncInBackground();
+    if (this.syncing === null && !this.closed && !this.failure) {
+      const due = this.unsynced >= SYNC_EVERY || (this.onDurable !== null && this.unsynced >= RESUME_SYNC_BYTES && performance.now() - this.lastSyncAt >= RESUME_SYNC_MS);
+      if (due) this.syncInBackground();
+    }
     this.wake();
   }
 
@@ -269,8 +380,12 @@ export class PartFile {
    */
   private syncInBackground(): void {
     this.unsynced = 0;
+    this.lastSyncAt = performance.now();
+    // What had been written when the sync started is durable when it ends.
+    const durable = this.onDurable ? this.completed.ranges : null;
     this.syncing = promisify(fs.fdatasync)(this.fd).then(
-      () => {
+      async () => {
+        if (durable && this.onDurable) await this.onDurable(durable).catch(() => {});
         this.syncing = null;
       },
       (err) => {

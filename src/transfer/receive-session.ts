@@ -35,6 +35,7 @@ import { PartFile, UMASK } from './part-file.js';
 import { expectFrame, peerError } from './peer.js';
 import { RangeSet } from './range-set.js';
 import { DirectorySyncer, checkParents, ensureDirectory, ensureParents, type OverwritePolicy } from './target.js';
+import { PARTIAL_DIR, partialPaths, readJournal, removePartial, resumeKey, writeJournal } from './journal.js';
 import { SOFTWARE } from './version.js';
 
 export interface ReceiveOptions {
@@ -50,6 +51,8 @@ export interface ReceiveOptions {
   maxFiles?: number;
   /** Shared among the sessions of a receiver, so that commits into one folder share its fsyncs. */
   syncer?: DirectorySyncer;
+  /** Resume keys in use by the receiver's sessions (shared): a file in progress in one is not resumed by another. */
+  resumeLocks?: Set<string>;
 }
 
 export const DEFAULT_MAX_FILES = 1_000_000;
@@ -81,6 +84,9 @@ interface Plan {
   refused: SockxferError | null;
   /** The digest of the file in place (check and update). */
   existing: Buffer | null;
+  /** Resumable: the key of its partial data (held by this session), and the durable byte ranges found. */
+  key: string | null;
+  held: Array<[number, number]>;
 }
 
 /** A file or stream the receiver expects data or an END for. */
@@ -96,6 +102,8 @@ interface Incoming {
   /** The entry failed locally (a write error); its data is dropped until its END. */
   failure: SockxferError | null;
   done: boolean;
+  /** Continues partial data: hashed from disk at the end rather than as it streams. */
+  resumed: boolean;
 }
 
 /** Serves one sender on `transport`; resolves with what happened to every entry, rejects when the transfer as a whole failed. */
@@ -115,6 +123,9 @@ class IncomingTransfer {
   private open = 0;
   private received = 0;
   private reported = 0;
+  private readonly locks: Set<string>;
+  /** Resume keys this session holds. */
+  private readonly keys: string[] = [];
 
   constructor(
     private readonly transport: Transport,
@@ -122,6 +133,7 @@ class IncomingTransfer {
     private readonly observer: SessionObserver,
   ) {
     this.syncer = options.syncer ?? new DirectorySyncer();
+    this.locks = options.resumeLocks ?? new Set();
   }
 
   async run(): Promise<TransferResult> {
@@ -131,6 +143,9 @@ class IncomingTransfer {
       await this.handshake();
       const offer = await this.readOffer();
       this.offer = offer;
+      await ensureDirectory(path.join(this.options.dir, PARTIAL_DIR), PARTIAL_DIR).catch((err) => {
+        throw new Refusal(toSockxferError(err, 'E_IO').code, `cannot use ${PARTIAL_DIR} in the target folder: ${(err as Error).message}`);
+      });
       this.plans = await this.plan(offer);
       await this.checkSpace();
       this.sendAccept();
@@ -170,6 +185,8 @@ class IncomingTransfer {
         transport.destroy(e);
       }
       throw e;
+    } finally {
+      this.unlock();
     }
   }
 
@@ -253,7 +270,7 @@ class IncomingTransfer {
     const plans: Plan[] = [];
     const hashing: Array<() => Promise<void>> = [];
     for (const entry of offer.entries) {
-      const plan: Plan = { entry, accept: { index: entry.index, action: 'send', code: 0, message: '', digest: Buffer.alloc(0), have: [] }, target: '', refused: null, existing: null };
+      const plan: Plan = { entry, accept: { index: entry.index, action: 'send', code: 0, message: '', digest: Buffer.alloc(0), have: [] }, target: '', refused: null, existing: null, key: null, held: [] };
       plans.push(plan);
       const refuse = (e: SockxferError) => {
         plan.refused = e;
@@ -263,6 +280,10 @@ class IncomingTransfer {
       const problem = pathProblem(entry.name);
       if (problem) {
         refuse(new SockxferError('E_BAD_NAME', `refused the name "${printableName(entry.name)}": ${problem}`));
+        continue;
+      }
+      if (entry.name.split('/')[0] === PARTIAL_DIR) {
+        refuse(new SockxferError('E_BAD_NAME', `refused the name "${printableName(entry.name)}": ${PARTIAL_DIR} is where this receiver keeps files in progress`));
         continue;
       }
       if (kinds.has(entry.name)) {
@@ -288,7 +309,10 @@ class IncomingTransfer {
           continue;
         }
         const existing = await fs.lstat(plan.target).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : Promise.reject(err)));
-        if (existing === null) continue;
+        if (existing === null) {
+          if (entry.kind === 'file' && entry.size > 0) await this.planResume(plan, offer);
+          continue;
+        }
         const shown = printableName(entry.name);
         if (existing.isDirectory()) throw new SockxferError('E_EXISTS', `${shown} exists in the target folder and is a folder`);
         const policy = this.options.policy;
@@ -320,6 +344,23 @@ class IncomingTransfer {
     return plans;
   }
 
+  /**
+   * A new file can be resumed: take its key (unless another session holds it) and look for a
+   * journal of earlier partial data; offer back the chunks it holds whole.
+   */
+  private async planResume(plan: Plan, offer: OfferFrame): Promise<void> {
+    const locks = this.locks;
+    const key = resumeKey(plan.entry, offer.hash);
+    if (locks.has(key)) return;
+    locks.add(key);
+    this.keys.push(key);
+    plan.key = key;
+    const journal = await readJournal(this.options.dir, key, plan.entry, offer.hash);
+    if (!journal) return;
+    plan.held = journal.ranges;
+    plan.accept = { ...plan.accept, have: heldChunks(journal.ranges, plan.entry.size, offer.chunkSize) };
+  }
+
   /** Why an entry cannot go where it says: a folder on its way is an offered file, or was refused. */
   private parentConflict(name: string, kinds: Map<string, OfferEntry['kind']>, refused: Map<string, SockxferError>): SockxferError | null {
     for (let at = name.indexOf('/'); at !== -1; at = name.indexOf('/', at + 1)) {
@@ -337,7 +378,9 @@ class IncomingTransfer {
   /** Refuses the whole offer when the files to be written do not fit the target folder's free space. */
   private async checkSpace(): Promise<void> {
     let needed = 0;
-    for (const p of this.plans) if ((p.accept.action === 'send' || p.accept.action === 'update') && p.entry.kind === 'file') needed += p.entry.size;
+    for (const p of this.plans) {
+      if ((p.accept.action === 'send' || p.accept.action === 'update') && p.entry.kind === 'file') needed += p.entry.size - p.held.reduce((n, [a, b]) => n + b - a, 0);
+    }
     if (needed === 0) return;
     const st = await fs.statfs(this.options.dir).catch(() => null);
     if (st === null) return;
@@ -364,7 +407,9 @@ class IncomingTransfer {
       batch.push(a);
       bytes += size;
       if (a.action !== 'refuse' && plan.entry.kind !== 'directory') {
-        this.incoming.set(a.index, { plan, part: null, hasher: null, have: new RangeSet(), end: null, shortChunk: -1, shortLength: 0, failure: null, done: false });
+        const have = new RangeSet();
+        for (const [start, end] of a.have) for (let c = start; c < end; c++) have.add(c);
+        this.incoming.set(a.index, { plan, part: null, hasher: null, have, end: null, shortChunk: -1, shortLength: 0, failure: null, done: false, resumed: a.have.length > 0 });
       }
     }
     flush(false);
@@ -416,8 +461,10 @@ class IncomingTransfer {
     if (inc.failure === null) {
       try {
         if (inc.part === null) this.opened(inc);
-        inc.hasher ??= new OrderedHasher(await createHasher(this.offer!.hash));
-        inc.hasher.add(frame.chunk, frame.data, length);
+        if (!inc.resumed) {
+          inc.hasher ??= new OrderedHasher(await createHasher(this.offer!.hash));
+          inc.hasher.add(frame.chunk, frame.data, length);
+        }
         const wait = inc.part!.write(frame.chunk * chunkSize, frame.data, length);
         if (wait) await wait;
       } catch (err) {
@@ -437,8 +484,21 @@ class IncomingTransfer {
   /** Counts an entry as open (its part file created); too many at once is a protocol error. */
   private opened(inc: Incoming): void {
     if (++this.open > MAX_OPEN) throw new SockxferError('E_PROTOCOL', `data for more than ${MAX_OPEN} files at once`);
-    const { entry, target } = inc.plan;
-    inc.part = PartFile.createSync(path.dirname(target), path.basename(entry.name));
+    const { entry, key, held } = inc.plan;
+    const root = this.options.dir;
+    if (key === null) {
+      inc.part = PartFile.createSync(path.join(root, PARTIAL_DIR), path.basename(entry.name));
+      return;
+    }
+    const hash = this.offer!.hash;
+    const onDurable = (ranges: Array<[number, number]>) => writeJournal(root, key, { v: 1, name: entry.name, size: entry.size, mtimeMs: entry.mtimeMs, hash, ranges });
+    const { part } = partialPaths(root, key);
+    if (inc.resumed) {
+      inc.part = PartFile.resume(part, held, onDurable);
+    } else {
+      inc.part = PartFile.createAtSync(part);
+      inc.part.trackDurable(onDurable);
+    }
   }
 
   private checkStreamChunk(inc: Incoming, chunk: number, length: number): void {
@@ -527,20 +587,31 @@ class IncomingTransfer {
           throw new SockxferError(codeFromWire(accept.code), `${printableName(entry.name)} differs from the file in place; not replaced (the receiver runs without --overwrite or --keep-both)`);
         }
       }
-      if (inc.part === null) this.opened(inc); // nothing to write: a 0-byte file
-      const digest = inc.hasher?.digest() ?? (await createHasher(offer.hash)).digest();
-      if (!digest.equals(end.digest)) {
-        throw Object.assign(new SockxferError('E_HASH_MISMATCH', `${printableName(entry.name)} from ${this.transport.remote}: whole-file ${offer.hash} is ${digest.toString('hex')}, the sender says ${end.digest.toString('hex')}`), { digest });
+      if (inc.part === null) this.opened(inc); // nothing to write (a 0-byte file), or every chunk held already
+      let digest: Buffer;
+      if (inc.resumed) {
+        // Resumed data is read back and hashed whole: only the whole file's hash can tell that
+        // the earlier run's bytes and this one's belong to the same content.
+        await inc.part!.finish(entry.mode, entry.mtimeMs);
+        digest = (await hashFile(inc.part!.path, offer.hash)).digest;
+      } else {
+        digest = inc.hasher?.digest() ?? (await createHasher(offer.hash)).digest();
       }
-      await inc.part!.finish(entry.mode, entry.mtimeMs);
+      if (!digest.equals(end.digest)) {
+        const resumed = inc.resumed ? ' (after a resume: the partial data kept from an earlier run did not belong to this content, and is discarded)' : '';
+        throw Object.assign(new SockxferError('E_HASH_MISMATCH', `${printableName(entry.name)} from ${this.transport.remote}: whole-file ${offer.hash} is ${digest.toString('hex')}, the sender says ${end.digest.toString('hex')}${resumed}`), { digest });
+      }
+      if (!inc.resumed) await inc.part!.finish(entry.mode, entry.mtimeMs);
       await checkParents(this.options.dir, entry.name);
       const landed = await inc.part!.commit(plan.target, this.options.policy, (dir) => this.syncer.sync(dir));
       inc.part = null;
       this.open--;
+      if (plan.key) await removePartial(this.options.dir, plan.key, false);
       this.settle(plan, 'committed', digest, null, landed);
     } catch (err) {
       const e = toSockxferError(err, 'E_IO');
       await inc.part?.discard();
+      if (plan.key) await removePartial(this.options.dir, plan.key, true);
       this.settle(plan, 'failed', (err as { digest?: Buffer }).digest ?? null, e);
     }
   }
@@ -594,11 +665,39 @@ class IncomingTransfer {
     }
   }
 
-  /** After a failure: lets running commits end, then removes every temporary file still open. */
+  /**
+   * After a failure: lets running commits end, then keeps the partial data of resumable files
+   * (fsynced, with their journals) and removes every other temporary file.
+   */
   private async discardAll(): Promise<void> {
     await Promise.allSettled(this.finishing);
-    await Promise.all([...this.incoming.values()].map((inc) => (inc.done ? undefined : inc.part?.discard())));
+    await Promise.all(
+      [...this.incoming.values()].map((inc) => {
+        if (inc.done || inc.part === null) return undefined;
+        return inc.plan.key !== null && inc.failure === null ? inc.part.suspend() : inc.part.discard();
+      }),
+    );
   }
+
+  /** Lets go of the resume keys this session took. */
+  private unlock(): void {
+    for (const key of this.keys) this.locks.delete(key);
+    this.keys.length = 0;
+  }
+}
+
+/** The chunks (of `chunkSize`) lying wholly inside the durable byte ranges, as [start, end) chunk ranges, at most MAX_ACCEPT_RANGES. */
+export function heldChunks(ranges: Array<[number, number]>, size: number, chunkSize: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  const count = Math.ceil(size / chunkSize);
+  for (const [a, b] of ranges) {
+    const first = Math.ceil(a / chunkSize);
+    // The last chunk is short: it is whole once the range reaches the end of the file.
+    const end = b >= size ? count : Math.floor(b / chunkSize);
+    if (end > first) out.push([first, end]);
+    if (out.length === MAX_ACCEPT_RANGES) break;
+  }
+  return out;
 }
 
 function existsError(shown: string): SockxferError {

@@ -9,8 +9,9 @@ import { listenTcp, listenUdp, type Transport, type TransportKind } from '../tra
 import type { TransferInfo, TransferResult } from './events.js';
 import { receiveSession, type ReceiveOptions, type SessionObserver } from './receive-session.js';
 import { DirectorySyncer } from './target.js';
+import { DEFAULT_PARTIAL_TTL_MS, cleanPartials } from './journal.js';
 
-export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir' | 'syncer'> {
+export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir' | 'syncer' | 'resumeLocks'> {
   /** The target folder; created if missing. */
   dir: string;
   /** Listen address; all interfaces (IPv6 and IPv4) when undefined. */
@@ -22,6 +23,8 @@ export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir' | 'syncer'> 
   once: boolean;
   /** Transfers served at once; more are refused with E_BUSY (default DEFAULT_MAX_SESSIONS). */
   maxSessions?: number;
+  /** Partial data (of interrupted transfers) untouched this long is removed (default a day). */
+  partialTtlMs?: number;
 }
 
 export const DEFAULT_MAX_SESSIONS = 64;
@@ -57,6 +60,9 @@ export class Receiver {
   readonly dir: string;
   /** Folder fsyncs shared by all sessions. */
   private readonly syncer = new DirectorySyncer();
+  /** Resume keys of files in progress, across sessions. */
+  private readonly resumeLocks = new Set<string>();
+  private cleaner: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly options: ReceiverOptions,
@@ -76,7 +82,13 @@ export class Receiver {
       throw new SockxferError(e.code, `cannot use ${this.dir} as the target folder: ${(err as Error).message}`, { cause: err });
     }
     if (!(await fs.stat(this.dir)).isDirectory()) throw new SockxferError('E_USAGE', `${this.dir} is not a folder`);
-    return this.listen();
+    const addresses = await this.listen();
+    // Partial data nobody came back for: at start, then every so often.
+    const ttl = this.options.partialTtlMs ?? DEFAULT_PARTIAL_TTL_MS;
+    await cleanPartials(this.dir, ttl, this.resumeLocks);
+    this.cleaner = setInterval(() => void cleanPartials(this.dir, ttl, this.resumeLocks), Math.min(Math.max(ttl / 4, 1000), 3_600_000));
+    this.cleaner.unref();
+    return addresses;
   }
 
   /**
@@ -139,7 +151,7 @@ export class Receiver {
       entry: (i, e) => this.observer.entry?.(i, e),
     };
     const { policy, timeoutMs, maxSize, maxFiles } = this.options;
-    const run = receiveSession(transport, { dir: this.dir, policy, timeoutMs, maxSize, maxFiles, syncer: this.syncer }, observer).then(
+    const run = receiveSession(transport, { dir: this.dir, policy, timeoutMs, maxSize, maxFiles, syncer: this.syncer, resumeLocks: this.resumeLocks }, observer).then(
       (result) => {
         this.observer.done?.(result);
         if (counts) this.settleOnce(result);
@@ -173,6 +185,7 @@ export class Receiver {
   /** Stops listening, ends every transfer in progress with `reason` and waits until their temporary files are gone. */
   async stop(reason: SockxferError): Promise<void> {
     this.stopping = true;
+    if (this.cleaner) clearInterval(this.cleaner);
     const closing = this.closeListeners();
     for (const transport of this.active.keys()) void transport.abort(reason);
     await Promise.all([closing, ...this.active.values()]);

@@ -53,6 +53,8 @@ export interface SendOptions {
   udp?: UdpOptions;
   /** Aborting it ends the transfer with E_INTERRUPTED and tells the receiver. */
   signal?: AbortSignal;
+  /** Bytes per second the data may go at (0 or undefined: as fast as the transport goes). UDP paces by udp.rateLimit instead. */
+  rateLimit?: number;
 }
 
 export interface SendObserver extends TransferObserver {
@@ -78,6 +80,41 @@ export async function send(options: SendOptions, observer: SendObserver = {}): P
   for (const s of skipped) observer.skipped?.(s);
   if (sources.length === 0) throw new SockxferError('E_USAGE', 'nothing to send');
   if (sources.some((s) => s.kind === 'stream') && !options.stdin) throw new SockxferError('E_USAGE', 'no standard input to send');
+  const result = await sendSession(sources, options, observer);
+  // Files whose resumed partial data turned out to belong to other content (the receiver
+  // discarded it) start over, once, in a session of their own.
+  const again = result.entries.filter((e) => e.result === 'failed' && e.code === 'E_HASH_MISMATCH' && e.resumed);
+  if (again.length === 0) return result;
+  const retry = await sendSession(
+    again.map((e) => sources[e.index]!),
+    options,
+    { entry: (info, e) => observer.entry?.(result, { ...e, index: again[e.index]!.index }) },
+  );
+  for (const e of retry.entries) result.entries[again[e.index]!.index] = { ...e, index: again[e.index]!.index };
+  return summarize(result, result.entries, (result.sentBytes ?? 0) + (retry.sentBytes ?? 0), result.seconds + retry.seconds);
+}
+
+/** Recounts a result after some of its entries changed. */
+function summarize(base: TransferResult, entries: EntryResult[], sentBytes: number, seconds: number): TransferResult {
+  const count = (r: EntryResult['result']) => entries.filter((e) => e.kind !== 'directory' && e.result === r).length;
+  const failed = entries.find((e) => e.result === 'failed');
+  const only = entries.length === 1 ? entries[0]! : null;
+  const { firstFailure: _old, digest: _digest, ...rest } = base;
+  return {
+    ...rest,
+    entries,
+    seconds,
+    bytesPerSecond: seconds > 0 ? sentBytes / seconds : 0,
+    committed: count('committed'),
+    upToDate: count('up-to-date'),
+    failed: entries.filter((e) => e.result === 'failed').length,
+    sentBytes,
+    ...(failed ? { firstFailure: { code: failed.code!, message: failed.message ?? '', name: failed.name } } : {}),
+    ...(only?.digest ? { digest: only.digest } : {}),
+  };
+}
+
+async function sendSession(sources: Source[], options: SendOptions, observer: SendObserver): Promise<TransferResult> {
   const session = randomBytes(8).readBigUInt64BE();
   options.signal?.throwIfAborted();
   const transport: Transport =
@@ -176,23 +213,8 @@ class OutgoingTransfer {
   private result(seconds: number): TransferResult {
     const entries = this.entries.map((e) => this.results.get(e.index)!);
     const sentBytes = [...this.sentBytes.values()].reduce((a, b) => a + b, 0);
-    const count = (r: EntryResult['result']) => entries.filter((e) => e.kind !== 'directory' && e.result === r).length;
-    const failed = entries.find((e) => e.result === 'failed');
-    const only = entries.length === 1 ? entries[0]! : null;
-    return {
-      ...this.info!,
-      bytes: entries.reduce((n, e) => n + (e.kind === 'directory' ? 0 : e.bytes), 0),
-      seconds,
-      bytesPerSecond: seconds > 0 ? sentBytes / seconds : 0,
-      entries,
-      committed: count('committed'),
-      upToDate: count('up-to-date'),
-      failed: entries.filter((e) => e.result === 'failed').length,
-      sentBytes,
-      ...(failed ? { firstFailure: { code: failed.code!, message: failed.message ?? '', name: failed.name } } : {}),
-      ...(only?.digest ? { digest: only.digest } : {}),
-      stats: this.transport.stats(),
-    };
+    const base = { ...this.info!, bytes: entries.reduce((n, e) => n + (e.kind === 'directory' ? 0 : e.bytes), 0), seconds, bytesPerSecond: 0, entries, committed: 0, upToDate: 0, failed: 0, stats: this.transport.stats() };
+    return summarize(base, entries, sentBytes, seconds);
   }
 
   /** OFFER frames: as many entries per frame as fit a control frame. */
@@ -262,20 +284,23 @@ class OutgoingTransfer {
     const local = this.results.get(entry.index);
     if (local) return; // decided here already (the source changed): the receiver only confirms it dropped it
     const digest = this.localDigests.get(entry.index);
+    const resumed = (this.accepts.get(entry.index)?.have.length ?? 0) > 0;
     if (v.status === 'failed') {
       const e = peerError(v, this.transport);
-      this.record(entry, { result: 'failed', code: e.code, message: e.message, digest: v.digest.length > 0 ? v.digest.toString('hex') : null });
+      // A resumed file whose partial data did not match starts over (see send()): not reported yet.
+      const quiet = resumed && e.code === 'E_HASH_MISMATCH';
+      this.record(entry, { result: 'failed', code: e.code, message: e.message, digest: v.digest.length > 0 ? v.digest.toString('hex') : null, resumed }, quiet);
       return;
     }
     if (entry.kind !== 'directory' && (digest === undefined || !v.digest.equals(digest))) {
       throw new SockxferError('E_HASH_MISMATCH', `${this.transport.remote} ${v.status === 'committed' ? 'committed' : 'holds'} ${entry.name} with hash ${v.digest.toString('hex')}, but it hashes to ${digest?.toString('hex') ?? '(not sent)'} here`);
     }
-    this.record(entry, { result: v.status, digest: digest?.toString('hex') ?? null, path: v.path });
+    this.record(entry, { result: v.status, digest: digest?.toString('hex') ?? null, path: v.path, ...(resumed ? { resumed } : {}) });
   }
 
   private readonly localDigests = new Map<number, Buffer>();
 
-  private record(entry: OfferEntry, outcome: Omit<EntryResult, 'index' | 'kind' | 'name' | 'bytes'> & { bytes?: number }): void {
+  private record(entry: OfferEntry, outcome: Omit<EntryResult, 'index' | 'kind' | 'name' | 'bytes'> & { bytes?: number }, quiet = false): void {
     const result: EntryResult = {
       index: entry.index,
       kind: entry.kind,
@@ -285,7 +310,7 @@ class OutgoingTransfer {
       sentBytes: this.sentBytes.get(entry.index) ?? 0,
     };
     this.results.set(entry.index, result);
-    this.observer.entry?.(this.info!, result);
+    if (!quiet) this.observer.entry?.(this.info!, result);
   }
 
   private progress(bytes: number): void {
@@ -401,6 +426,7 @@ class OutgoingTransfer {
         const data = [buf.subarray(off, off + chunkSize)];
         unreleased++;
         sent += data[0]!.length;
+        await this.throttle(data[0]!.length);
         if (!transport.send({ type: 'data', index: entry.index, chunk, data }, release)) await transport.drain();
       }
       release();
@@ -409,6 +435,20 @@ class OutgoingTransfer {
     }
     this.sentBytes.set(entry.index, sent);
   }
+
+  /** With a rate limit: waits until `bytes` more keep the average since the start under it. */
+  private async throttle(bytes: number): Promise<void> {
+    const rate = this.options.rateLimit ?? 0;
+    if (rate <= 0) return;
+    this.throttled += bytes;
+    this.throttleStart ??= performance.now();
+    const due = this.throttleStart + (this.throttled / rate) * 1000;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+
+  private throttled = 0;
+  private throttleStart: number | null = null;
 
   /** Sends standard input (of unknown length) in chunks as it comes; END carries its length. */
   private async sendStream(entry: OfferEntry, input: NodeJS.ReadableStream): Promise<void> {
@@ -422,6 +462,7 @@ class OutgoingTransfer {
       const data = [pending.subarray(0, filled)];
       hasher.update(data[0]!);
       size += filled;
+      await this.throttle(filled);
       const ok = transport.send({ type: 'data', index: entry.index, chunk: chunk++, data });
       pending = Buffer.allocUnsafe(chunkSize);
       filled = 0;

@@ -24,11 +24,11 @@ import { expectError } from '../helpers/errors.js';
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** Header bytes only: magic, version 1, type, flags, session 1, length. */
+/** Header bytes only: magic, version 2, type, flags, session 1, length. */
 function header(type: number, length: number, flags = 0): Buffer {
   const b = Buffer.alloc(HEADER_SIZE);
   b.writeUInt32BE(0x53584652, 0);
-  b.writeUInt8(1, 4);
+  b.writeUInt8(2, 4);
   b.writeUInt8(type, 5);
   b.writeUInt16BE(flags, 6);
   b.writeBigUInt64BE(1n, 8);
@@ -69,8 +69,8 @@ const OTHER_SESSION = 0xfedcba9876543210n;
 const BIG = randomBytes(1024 * 1024, 7);
 
 const STREAM_FRAMES: Array<{ frame: Frame; session: bigint }> = [
-  { frame: { type: 'hello', minVersion: 1, maxVersion: 1, capabilities: 0, software: 'sockxfer/0.1.0' }, session: SESSION },
-  { frame: { type: 'welcome', version: 1, capabilities: 0, software: 'sockxfer/0.1.0' }, session: SESSION },
+  { frame: { type: 'hello', minVersion: 2, maxVersion: 2, capabilities: 0, software: 'sockxfer/0.1.0' }, session: SESSION },
+  { frame: { type: 'welcome', version: 2, capabilities: 0, software: 'sockxfer/0.1.0' }, session: SESSION },
   {
     frame: {
       type: 'offer',
@@ -91,21 +91,31 @@ const STREAM_FRAMES: Array<{ frame: Frame; session: bigint }> = [
       fileCount: 2,
       totalBytes: BIG.length + 5,
       more: false,
-      entries: [{ index: 1, kind: 'file', name: 'small ☃.txt', size: 5, mode: 0o600, mtimeMs: 0 }],
+      entries: [{ index: 1, kind: 'file', name: 'dir/small ☃.txt', size: 5, mode: 0o600, mtimeMs: 0 }],
     },
     session: SESSION,
   },
   {
-    frame: { type: 'accept', entries: [{ index: 0, action: 'send', have: [] }, { index: 1, action: 'send', have: [] }] },
+    frame: {
+      type: 'accept',
+      more: false,
+      entries: [
+        { index: 0, action: 'send', code: 0, message: '', digest: Buffer.alloc(0), have: [] },
+        { index: 1, action: 'update', code: 0, message: '', digest: randomBytes(16, 4), have: [[0, 1]] },
+      ],
+    },
     session: SESSION,
   },
   { frame: { type: 'data', index: 0, chunk: 0, data: [BIG] }, session: SESSION },
-  { frame: { type: 'end', index: 0, hash: 'xxh128', digest: randomBytes(16, 1) }, session: SESSION },
+  { frame: { type: 'end', index: 0, size: BIG.length, hash: 'xxh128', digest: randomBytes(16, 1), abandoned: false }, session: SESSION },
   { frame: { type: 'data', index: 1, chunk: 0, data: [Buffer.from('hello')] }, session: SESSION },
   { frame: { type: 'data', index: 1, chunk: 1, data: [Buffer.alloc(0)] }, session: SESSION },
-  { frame: { type: 'end', index: 1, hash: 'xxh128', digest: randomBytes(16, 2) }, session: SESSION },
-  { frame: { type: 'verdict', index: 0, committed: true, code: 0, hash: 'xxh128', digest: randomBytes(16, 1), message: '' }, session: SESSION },
-  { frame: { type: 'verdict', index: 1, committed: false, code: 501, hash: 'xxh128', digest: randomBytes(16, 3), message: 'hash mismatch' }, session: SESSION },
+  { frame: { type: 'end', index: 1, size: 5, hash: 'xxh128', digest: Buffer.alloc(0), abandoned: true }, session: SESSION },
+  { frame: { type: 'verdict', index: 0, status: 'committed', code: 0, hash: 'xxh128', digest: randomBytes(16, 1), message: '', path: 'big (1).bin' }, session: SESSION },
+  {
+    frame: { type: 'verdict', index: 1, status: 'failed', code: 1000, hash: 'xxh128', digest: Buffer.alloc(0), message: 'the sender gave it up', path: '' },
+    session: SESSION,
+  },
   { frame: { type: 'refuse', code: 600, index: WHOLE_TRANSFER, message: 'no' }, session: OTHER_SESSION },
   { frame: { type: 'error', code: 900, message: 'bye' }, session: OTHER_SESSION },
 ];
@@ -400,6 +410,36 @@ describe('StreamDeframer: hostile or broken input', () => {
     expectSameFrames(ok.push(fitsBuf), [{ frame: fits, session: SESSION, size: fitsBuf.length }]);
   });
 
+  it('refuses a header with an unknown flag as soon as the header is in; the known flags wait for the body', () => {
+    const end = new StreamDeframer();
+    expect(end.push(header(7, 14, 0x0002).subarray(0, HEADER_SIZE - 1))).toEqual([]);
+    expectError(() => end.push(header(7, 14, 0x0002).subarray(HEADER_SIZE - 1)), 'E_PROTOCOL', /^unknown flags 0x2 on a end frame$/);
+    expectError(() => new StreamDeframer().push(header(5, 8, 0x0001)), 'E_PROTOCOL', /^unknown flags 0x1 on a refuse frame$/);
+    for (const [type, flags] of [[3, 0x0001], [4, 0x0001], [7, 0x0001]] as const) {
+      const d = new StreamDeframer();
+      expect(d.push(header(type, 14, flags))).toEqual([]);
+      expect(d.error).toBeNull();
+      expect(d.bufferedBytes).toBe(HEADER_SIZE);
+    }
+  });
+
+  it('a verdict header may announce up to 8192 bytes (room for a long path), not one more', () => {
+    const ok = new StreamDeframer();
+    expect(ok.push(header(8, 8192))).toEqual([]);
+    expect(ok.error).toBeNull();
+    expectError(() => new StreamDeframer().push(header(8, 8193)), 'E_PROTOCOL', /verdict frame of 8193 bytes is over the limit of 8192/);
+  });
+
+  it('a verdict with a 4,300-byte path comes out whole, however it is cut', () => {
+    const frame: Frame = { type: 'verdict', index: 3, status: 'committed', code: 0, hash: 'sha256', digest: randomBytes(32, 8), message: '', path: `${'p/'.repeat(2000)}${'q'.repeat(300)}` };
+    const buf = encodeFrameToBuffer(frame, SESSION);
+    for (const seed of [3, 4]) {
+      const d = new StreamDeframer();
+      expectSameFrames(feed(d, buf, randomSizes(seed)), [{ frame, session: SESSION, size: buf.length }]);
+      expect(d.idle).toBe(true);
+    }
+  });
+
   it('the constructor takes the same data limit', () => {
     const d = new StreamDeframer(1024);
     expectError(() => d.push(header(6, 12 + 1025)), 'E_PROTOCOL', /over the limit of 1036/);
@@ -477,11 +517,13 @@ describe('StreamDeframer: hostile or broken input', () => {
   });
 
   it('a bad version or type is refused once 20 bytes are in, not before', () => {
-    const v2 = header(1, 10);
-    v2[4] = 2;
-    const d = new StreamDeframer();
-    expect(d.push(v2.subarray(0, HEADER_SIZE - 1))).toEqual([]);
-    expectError(() => d.push(v2.subarray(HEADER_SIZE - 1)), 'E_VERSION', /version 2\b/);
+    for (const version of [1, 3]) {
+      const bad = header(1, 10);
+      bad[4] = version;
+      const d = new StreamDeframer();
+      expect(d.push(bad.subarray(0, HEADER_SIZE - 1))).toEqual([]);
+      expectError(() => d.push(bad.subarray(HEADER_SIZE - 1)), 'E_VERSION', new RegExp(`version ${version}\\b`));
+    }
 
     const d2 = new StreamDeframer();
     expectError(() => d2.push(header(0x7f, 0)), 'E_PROTOCOL', /unknown frame type 127/);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { SockxferError } from '../../src/errors.js';
-import { PART_PREFIX, PART_SUFFIX, PENDING_HIGH_WATER, PartFile } from '../../src/transfer/part-file.js';
+import { PART_PREFIX, PART_SUFFIX, PENDING_HIGH_WATER, PartFile, alternativeName } from '../../src/transfer/part-file.js';
 import { mulberry32, seededBytes } from '../helpers/seeded.js';
 
 async function rejection(p: Promise<unknown>): Promise<SockxferError> {
@@ -113,7 +113,7 @@ describe('PartFile', () => {
     expect((await fs.stat(part.path)).mode & 0o777).toBe(0o600);
     await part.finish(0o640, MTIME_MS);
     const target = path.join(tmp.path, 'out-of-order.bin');
-    await part.commit(target, false);
+    expect(await part.commit(target, 'refuse')).toBe(target);
 
     const st = await fs.stat(target);
     expect(st.mode & 0o777).toBe(0o640);
@@ -145,7 +145,7 @@ describe('PartFile', () => {
     const part = await create('empty');
     await part.finish(0o600, MTIME_MS);
     const target = path.join(tmp.path, 'empty');
-    await part.commit(target, false);
+    await part.commit(target, 'refuse');
     expect((await fs.stat(target)).size).toBe(0);
     expect(await fs.readdir(tmp.path)).toEqual(['empty']);
   });
@@ -157,9 +157,10 @@ describe('PartFile', () => {
     part.write(0, [Buffer.from('new contents')], 12);
     await part.finish(0o644, MTIME_MS);
 
-    const err = await rejection(part.commit(target, false));
+    const err = await rejection(part.commit(target, 'refuse'));
     expect(err.code).toBe('E_EXISTS');
     expect(err.wireCode).toBe(601);
+    expect(err.message).toBe('taken.txt appeared in the target folder during the transfer; not overwritten');
     expect(await fs.readFile(target, 'utf8')).toBe('original contents');
     expect(await exists(part.path)).toBe(true);
     expect(await fs.readFile(part.path, 'utf8')).toBe('new contents');
@@ -176,7 +177,7 @@ describe('PartFile', () => {
     const part = await create('replace.txt');
     part.write(0, [Buffer.from('new')], 3);
     await part.finish(0o600, MTIME_MS);
-    await part.commit(target, true);
+    expect(await part.commit(target, 'overwrite')).toBe(target);
     expect(await fs.readFile(target, 'utf8')).toBe('new');
     expect(await fs.readdir(tmp.path)).toEqual(['replace.txt']);
   });
@@ -191,13 +192,214 @@ describe('PartFile', () => {
       const part = await create('link');
       part.write(0, [Buffer.from('payload')], 7);
       await part.finish(0o600, MTIME_MS);
-      await part.commit(target, true);
+      await part.commit(target, 'overwrite');
       expect((await fs.lstat(target)).isFile()).toBe(true);
       expect(await fs.readFile(target, 'utf8')).toBe('payload');
       expect(await fs.readFile(victim, 'utf8')).toBe('keep me');
     } finally {
       await outside.cleanup();
     }
+  });
+
+  it('commit without a policy refuses (the default): E_EXISTS, the existing file untouched', async () => {
+    const target = path.join(tmp.path, 'default.txt');
+    await fs.writeFile(target, 'mine');
+    const part = await create('default.txt');
+    part.write(0, [Buffer.from('theirs')], 6);
+    await part.finish(0o644, MTIME_MS);
+    const err = await rejection(part.commit(target));
+    expect(err.code).toBe('E_EXISTS');
+    expect(await fs.readFile(target, 'utf8')).toBe('mine');
+    expect(await fs.readFile(part.path, 'utf8')).toBe('theirs');
+  });
+
+  describe('keep-both', () => {
+    /** A finished part file for `name` holding `contents`. */
+    async function finished(name: string, contents: Buffer): Promise<PartFile> {
+      const part = await create(name);
+      part.write(0, [contents], contents.length);
+      await part.finish(0o644, MTIME_MS);
+      return part;
+    }
+
+    it('with the name free, lands at the name itself', async () => {
+      const data = seededBytes(3000, 40);
+      const target = path.join(tmp.path, 'free.bin');
+      const part = await finished('free.bin', data);
+      expect(await part.commit(target, 'keep-both')).toBe(target);
+      expect((await fs.readFile(target)).equals(data)).toBe(true);
+      expect(await fs.readdir(tmp.path)).toEqual(['free.bin']);
+    });
+
+    it('with the name taken, lands at "x (1).bin", then "x (2).bin", never replacing a file', async () => {
+      const original = seededBytes(5000, 41);
+      const first = seededBytes(4000, 42);
+      const second = seededBytes(6000, 43);
+      const target = path.join(tmp.path, 'x.bin');
+      await fs.writeFile(target, original);
+
+      const a = await finished('x.bin', first);
+      const landedA = await a.commit(target, 'keep-both');
+      expect(landedA).toBe(path.join(tmp.path, 'x (1).bin'));
+      expect(await exists(a.path)).toBe(false);
+
+      const b = await finished('x.bin', second);
+      const landedB = await b.commit(target, 'keep-both');
+      expect(landedB).toBe(path.join(tmp.path, 'x (2).bin'));
+      expect(await exists(b.path)).toBe(false);
+
+      // Every file byte for byte what it was: nothing replaced, no part file left.
+      expect((await fs.readFile(target)).equals(original)).toBe(true);
+      expect((await fs.readFile(landedA)).equals(first)).toBe(true);
+      expect((await fs.readFile(landedB)).equals(second)).toBe(true);
+      expect((await fs.readdir(tmp.path)).sort()).toEqual(['x (1).bin', 'x (2).bin', 'x.bin']);
+      // The landed file has the mode and mtime finish() gave it.
+      const st = await fs.stat(landedB);
+      const umask = process.umask(0o022); // read this process's umask (and put it straight back)
+      process.umask(umask);
+      expect(st.mode & 0o777).toBe(0o644 & ~umask);
+      expect(Math.abs(st.mtimeMs - MTIME_MS)).toBeLessThan(1);
+    });
+
+    it('a dotfile keeps its dot: ".env" lands at ".env (1)"', async () => {
+      const target = path.join(tmp.path, '.env');
+      await fs.writeFile(target, 'SECRET=old\n');
+      const part = await finished('.env', Buffer.from('SECRET=new\n'));
+      expect(await part.commit(target, 'keep-both')).toBe(path.join(tmp.path, '.env (1)'));
+      expect(await fs.readFile(target, 'utf8')).toBe('SECRET=old\n');
+      expect(await fs.readFile(path.join(tmp.path, '.env (1)'), 'utf8')).toBe('SECRET=new\n');
+      expect((await fs.readdir(tmp.path)).sort()).toEqual(['.env', '.env (1)']);
+    });
+
+    it('skips every alternative that is taken, whatever it is: a file, a folder, a dangling symlink', async () => {
+      const outside = await dir({ unsafeCleanup: true });
+      try {
+        const victim = path.join(outside.path, 'victim');
+        await fs.writeFile(path.join(tmp.path, 'y.txt'), 'zero');
+        await fs.mkdir(path.join(tmp.path, 'y (1).txt'));
+        await fs.symlink(victim, path.join(tmp.path, 'y (2).txt')); // dangling: a write through it would create victim
+        await fs.writeFile(path.join(tmp.path, 'y (4).txt'), 'four');
+        const part = await finished('y.txt', Buffer.from('new'));
+        const landed = await part.commit(path.join(tmp.path, 'y.txt'), 'keep-both');
+        expect(landed).toBe(path.join(tmp.path, 'y (3).txt'));
+        expect(await fs.readFile(landed, 'utf8')).toBe('new');
+        expect(await exists(victim)).toBe(false);
+        expect((await fs.lstat(path.join(tmp.path, 'y (2).txt'))).isSymbolicLink()).toBe(true);
+        expect((await fs.stat(path.join(tmp.path, 'y (1).txt'))).isDirectory()).toBe(true);
+        expect(await fs.readFile(path.join(tmp.path, 'y.txt'), 'utf8')).toBe('zero');
+        expect(await fs.readFile(path.join(tmp.path, 'y (4).txt'), 'utf8')).toBe('four');
+      } finally {
+        await outside.cleanup();
+      }
+    });
+
+    it('the folder is synced through syncDir, once, after the file landed', async () => {
+      const target = path.join(tmp.path, 'synced.bin');
+      await fs.writeFile(target, 'old');
+      const part = await finished('synced.bin', Buffer.from('new'));
+      const synced: Array<{ dir: string; landed: boolean }> = [];
+      const landed = await part.commit(target, 'keep-both', async (d) => {
+        synced.push({ dir: d, landed: await exists(path.join(tmp.path, 'synced (1).bin')) });
+      });
+      expect(landed).toBe(path.join(tmp.path, 'synced (1).bin'));
+      expect(synced).toEqual([{ dir: tmp.path, landed: true }]);
+    });
+  });
+
+  describe('createSync', () => {
+    it('creates an empty .sockxfer-*.part beside the target, mode 0600, like create()', async () => {
+      const part = PartFile.createSync(tmp.path, 'sync.bin');
+      parts.push(part);
+      expect(path.dirname(part.path)).toBe(tmp.path);
+      expect(path.basename(part.path)).toMatch(/^\.sockxfer-[0-9a-f]{12}-sync\.bin\.part$/);
+      const st = await fs.lstat(part.path);
+      expect(st.isFile()).toBe(true);
+      expect(st.mode & 0o777).toBe(0o600);
+      expect(st.size).toBe(0);
+      // And it works as one: written, finished, committed.
+      const data = seededBytes(70_000, 44);
+      await writeShuffled(part, data, 4096, 45);
+      await part.finish(0o640, MTIME_MS);
+      const target = path.join(tmp.path, 'sync.bin');
+      expect(await part.commit(target)).toBe(target);
+      expect((await fs.readFile(target)).equals(data)).toBe(true);
+      expect(await fs.readdir(tmp.path)).toEqual(['sync.bin']);
+    });
+
+    it('opens with O_CREAT | O_EXCL | O_NOFOLLOW and mode 0600, the same flags as create()', async () => {
+      const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fsSync.constants;
+      const openSync = vi.spyOn(fsSync, 'openSync');
+      const open = vi.spyOn(fsSync, 'open');
+      try {
+        parts.push(PartFile.createSync(tmp.path, 'flags'));
+        parts.push(await PartFile.create(tmp.path, 'flags'));
+        expect(openSync).toHaveBeenCalledTimes(1);
+        expect(openSync.mock.calls[0]!.slice(1)).toEqual([O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600]);
+        expect(open).toHaveBeenCalledTimes(1);
+        expect(open.mock.calls[0]!.slice(1, 3)).toEqual([O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600]);
+      } finally {
+        openSync.mockRestore();
+        open.mockRestore();
+      }
+    });
+
+    it('never opens an existing path: on EEXIST it tries a new random name', async () => {
+      const realOpenSync = fsSync.openSync;
+      const tried: string[] = [];
+      const openSync = vi.spyOn(fsSync, 'openSync').mockImplementation(((p: fsSync.PathLike, flags: number, mode: number) => {
+        tried.push(String(p));
+        // The first name "exists": as O_EXCL reports it.
+        if (tried.length === 1) throw Object.assign(new Error(`EEXIST: file already exists, open '${String(p)}'`), { code: 'EEXIST' });
+        return realOpenSync(p, flags, mode);
+      }) as typeof fsSync.openSync);
+      try {
+        const part = PartFile.createSync(tmp.path, 'retry');
+        parts.push(part);
+        expect(tried).toHaveLength(2);
+        expect(tried[1]).not.toBe(tried[0]);
+        expect(part.path).toBe(tried[1]);
+        expect(await fs.readdir(tmp.path)).toEqual([path.basename(part.path)]);
+      } finally {
+        openSync.mockRestore();
+      }
+    });
+
+    it('in a folder that does not exist throws E_NOT_FOUND at once', () => {
+      let thrown: unknown;
+      try {
+        PartFile.createSync(path.join(tmp.path, 'no', 'such'), 'x');
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(SockxferError);
+      expect((thrown as SockxferError).code).toBe('E_NOT_FOUND');
+      expect((thrown as SockxferError).message).toMatch(/cannot create a temporary file/);
+    });
+
+    it('shortens a long multi-byte name on a whole character, as create() does', async () => {
+      const name = '📄'.repeat(63) + 'abc';
+      const part = PartFile.createSync(tmp.path, name);
+      parts.push(part);
+      const base = path.basename(part.path);
+      expect(Buffer.byteLength(base)).toBeLessThanOrEqual(255);
+      expect(base).not.toContain('\uFFFD');
+      expect(base.endsWith(PART_SUFFIX)).toBe(true);
+    });
+  });
+
+  it.each([
+    ['x.bin', 1, 'x (1).bin'],
+    ['x.bin', 2, 'x (2).bin'],
+    ['x.bin', 10_000, 'x (10000).bin'],
+    ['README', 1, 'README (1)'],
+    ['.env', 1, '.env (1)'],
+    ['.env', 2, '.env (2)'],
+    ['.config.json', 1, '.config (1).json'],
+    ['archive.tar.gz', 1, 'archive.tar (1).gz'],
+    ['résumé 📄.pdf', 3, 'résumé 📄 (3).pdf'],
+    ['two words.txt', 1, 'two words (1).txt'],
+  ] as const)('alternativeName(%j, %i) is %j', (base, n, expected) => {
+    expect(alternativeName(base, n)).toBe(expected);
   });
 
   it('write() asks the caller to wait once PENDING_HIGH_WATER bytes are queued, and all of it lands', async () => {
@@ -254,7 +456,7 @@ describe('PartFile', () => {
     part.write(0, [Buffer.from('x')], 1);
     await part.finish(0o600, MTIME_MS);
     const target = path.join(tmp.path, 'a'.repeat(255));
-    await part.commit(target, false);
+    await part.commit(target, 'refuse');
     expect(await fs.readFile(target, 'utf8')).toBe('x');
   });
 
@@ -273,7 +475,7 @@ describe('PartFile', () => {
     expect((await fs.readdir(tmp.path))).toEqual([base]);
     part.write(0, [Buffer.from('x')], 1);
     await part.finish(0o600, MTIME_MS);
-    await part.commit(path.join(tmp.path, name), false);
+    await part.commit(path.join(tmp.path, name), 'refuse');
     expect(await fs.readdir(tmp.path)).toEqual([name]);
   });
 

@@ -116,7 +116,7 @@ describe('TCP transport', () => {
     expect(server.remote).toMatch(/^127\.0\.0\.1:\d+$/);
     const big = seededBytes(4 * MIB, 1);
     const frames: Frame[] = [
-      { type: 'hello', minVersion: 1, maxVersion: 1, capabilities: 0, software: 'test/1' },
+      { type: 'hello', minVersion: 2, maxVersion: 2, capabilities: 0, software: 'test/1' },
       {
         type: 'offer',
         chunkSize: 4 * MIB,
@@ -129,19 +129,27 @@ describe('TCP transport', () => {
       { type: 'data', index: 0, chunk: 0, data: [big] },
       { type: 'data', index: 0, chunk: 1, data: [Buffer.from('end')] },
       { type: 'data', index: 0, chunk: 2, data: [] },
-      { type: 'end', index: 0, hash: 'sha256', digest: seededBytes(32, 2) },
+      { type: 'end', index: 0, size: big.length + 3, hash: 'sha256', digest: seededBytes(32, 2), abandoned: false },
+      { type: 'end', index: 1, size: 0, hash: 'sha256', digest: Buffer.alloc(0), abandoned: true },
       { type: 'error', code: 13000, message: 'bye' },
     ];
     for (const f of frames) client.send(f);
     for (const f of frames) expectFrame(await server.receive(), f);
     // The server learnt the session from the first frame and answers with it.
     expect(server.session).toBe(SESSION);
-    const welcome: Frame = { type: 'welcome', version: 1, capabilities: 0, software: 'test/2' };
+    const welcome: Frame = { type: 'welcome', version: 2, capabilities: 0, software: 'test/2' };
+    const accept: Frame = {
+      type: 'accept',
+      more: true,
+      entries: [
+        { index: 0, action: 'send', code: 0, message: '', digest: Buffer.alloc(0), have: [[0, 1]] },
+        { index: 1, action: 'refuse', code: 602, message: 'bad name', digest: Buffer.alloc(0), have: [] },
+      ],
+    };
+    const verdict: Frame = { type: 'verdict', index: 0, status: 'committed', code: 0, hash: 'sha256', digest: seededBytes(32, 2), message: '', path: 'résumé 📄 (1).pdf' };
     const refuse: Frame = { type: 'refuse', code: 602, index: WHOLE_TRANSFER, message: 'no' };
-    server.send(welcome);
-    server.send(refuse);
-    expectFrame(await client.receive(), welcome);
-    expectFrame(await client.receive(), refuse);
+    for (const f of [welcome, accept, verdict, refuse]) server.send(f);
+    for (const f of [welcome, accept, verdict, refuse]) expectFrame(await client.receive(), f);
   });
 
   it('queues frames that arrive before receive() is called, and serves waiting receive() calls first', async () => {
@@ -265,7 +273,7 @@ describe('TCP transport', () => {
   it('a frame with a flipped byte: receive() rejects with E_CHECKSUM, after the good frame before it', async () => {
     const { port, accepted } = await listen();
     const raw = await rawConnect(port);
-    const good = encodeFrameToBuffer({ type: 'hello', minVersion: 1, maxVersion: 1, capabilities: 0, software: 'raw' }, SESSION);
+    const good = encodeFrameToBuffer({ type: 'hello', minVersion: 2, maxVersion: 2, capabilities: 0, software: 'raw' }, SESSION);
     const bad = encodeFrameToBuffer({ type: 'data', index: 0, chunk: 3, data: [seededBytes(2000, 5)] }, SESSION);
     bad[HEADER_SIZE + 12 + 777]! ^= 0x01;
     raw.write(good);
@@ -279,7 +287,7 @@ describe('TCP transport', () => {
   it('a frame of another session on the connection: E_PROTOCOL', async () => {
     const { port, accepted } = await listen();
     const raw = await rawConnect(port);
-    raw.write(encodeFrameToBuffer({ type: 'hello', minVersion: 1, maxVersion: 1, capabilities: 0, software: 'raw' }, SESSION));
+    raw.write(encodeFrameToBuffer({ type: 'hello', minVersion: 2, maxVersion: 2, capabilities: 0, software: 'raw' }, SESSION));
     raw.write(encodeFrameToBuffer({ type: 'error', code: 900, message: 'x' }, SESSION + 1n));
     const server = await accepted();
     expect((await server.receive()).type).toBe('hello');
@@ -290,7 +298,7 @@ describe('TCP transport', () => {
   it("abort(err) sends an ERROR frame with err's wire code, and fails local calls with err", async () => {
     const { client, server } = await pair();
     // The usual case: the server side has seen a frame, so it knows the session.
-    client.send({ type: 'hello', minVersion: 1, maxVersion: 1, capabilities: 0, software: 'test' });
+    client.send({ type: 'hello', minVersion: 2, maxVersion: 2, capabilities: 0, software: 'test' });
     expect((await server.receive()).type).toBe('hello');
     const pending = server.receive().catch((e: unknown) => e);
     const reason = new SockxferError('E_HASH_MISMATCH', 'digests differ');
