@@ -20,6 +20,7 @@ Examples:
   $ sockxfer send ./db.dump backup-host:9000 --udp    over UDP, with sockxfer's own acks, retransmission and pacing
   $ sockxfer send ./db.dump [::1]:9000 --hash sha256   SHA-256 instead of the faster xxh128
   $ sockxfer receive --port 0 --once --json            any free port, one transfer, NDJSON events
+  $ sockxfer receive --port 9000 --once --stdout | tar x   one incoming file to standard output
 
 Exit status:
 ${exitTable()}`;
@@ -194,13 +195,16 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .option('--log <file>', 'append one JSON line per finished transfer (who, what, bytes, hashes, result)')
     .option('--partial-ttl <hours>', 'remove partial data of interrupted transfers untouched this long (kept to resume them)', positiveHours, 24)
     .option('--once', 'exit after the first transfer, with its exit status', false)
+    .option('--stdout', 'with --once: write the one incoming file to standard output instead of the folder (events and --json go to stderr)', false)
     .option('--timeout <seconds>', 'handshake timeout, and the longest a transfer may go without progress', positiveSeconds, 30)
     .option('--json', 'NDJSON events on stdout', false)
     .option('--quiet', 'print errors and the listening address only', false)
     .addHelpText('after', '\nExamples:\n  $ sockxfer receive --port 9000 --dir ./backups\n  $ sockxfer receive --port 0 --host 127.0.0.1 --once --json\n  $ sockxfer receive --port 9000 --dir /srv/incoming --overwrite')
-    .action(async (opts: Omit<ReceiveFlags, 'transports' | 'policy' | 'partialTtlHours'> & { partialTtl: number; overwrite: boolean; keepBoth: boolean; transport: 'tcp' | 'udp' | 'both'; json: boolean; quiet: boolean }, command: Command) => {
+    .action(async (opts: Omit<ReceiveFlags, 'transports' | 'policy' | 'partialTtlHours' | 'sink'> & { stdout: boolean; partialTtl: number; overwrite: boolean; keepBoth: boolean; transport: 'tcp' | 'udp' | 'both'; json: boolean; quiet: boolean }, command: Command) => {
       if (opts.overwrite && opts.keepBoth) command.error('error: --overwrite and --keep-both exclude each other', { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.policy' });
-      output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
+      if (opts.stdout && !opts.once) command.error('error: --stdout needs --once (standard output takes one file)', { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.stdout' });
+      // With --stdout the data owns standard output: every event goes to stderr.
+      output = new Output({ json: opts.json, quiet: opts.quiet, stdout: opts.stdout ? streams.stderr : streams.stdout, stderr: streams.stderr });
       const transports = opts.transport === 'both' ? (['tcp', 'udp'] as const) : ([opts.transport] as const);
       status = await runReceive(
         {
@@ -216,6 +220,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
           maxSessions: opts.maxSessions,
           log: opts.log,
           partialTtlHours: opts.partialTtl,
+          sink: opts.stdout ? streams.stdout : undefined,
         },
         output,
         signal,

@@ -18,6 +18,8 @@ export interface ReceiveFlags {
   maxSessions?: number;
   log?: string;
   partialTtlHours?: number;
+  /** --stdout: the one file goes here. */
+  sink?: NodeJS.WritableStream;
 }
 
 /** Runs the receiver; returns the exit status. */
@@ -43,6 +45,7 @@ export async function runReceive(flags: ReceiveFlags, output: Output, signal: Ab
       maxSize: flags.maxSize,
       maxFiles: flags.maxFiles,
       maxSessions: flags.maxSessions,
+      sink: flags.sink,
       partialTtlMs: flags.partialTtlHours === undefined ? undefined : flags.partialTtlHours * 3_600_000,
     },
     {

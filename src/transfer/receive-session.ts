@@ -31,6 +31,7 @@ import { transferName, type EntryResult, type TransferInfo, type TransferObserve
 import { createHasher, hashFile } from './hash.js';
 import { pathProblem, printableName } from './names.js';
 import { OrderedHasher } from './ordered-hasher.js';
+import { OrderedSink } from './ordered-sink.js';
 import { PartFile, UMASK } from './part-file.js';
 import { expectFrame, peerError } from './peer.js';
 import { RangeSet } from './range-set.js';
@@ -53,6 +54,8 @@ export interface ReceiveOptions {
   syncer?: DirectorySyncer;
   /** Resume keys in use by the receiver's sessions (shared): a file in progress in one is not resumed by another. */
   resumeLocks?: Set<string>;
+  /** Write the one file (or stream) of the transfer here, in order, instead of into `dir`. */
+  sink?: NodeJS.WritableStream;
 }
 
 export const DEFAULT_MAX_FILES = 1_000_000;
@@ -124,6 +127,8 @@ class IncomingTransfer {
   private received = 0;
   private reported = 0;
   private readonly locks: Set<string>;
+  /** --stdout: where the one entry goes. */
+  private sink: OrderedSink | null = null;
   /** Resume keys this session holds. */
   private readonly keys: string[] = [];
 
@@ -143,10 +148,15 @@ class IncomingTransfer {
       await this.handshake();
       const offer = await this.readOffer();
       this.offer = offer;
-      await ensureDirectory(path.join(this.options.dir, PARTIAL_DIR), PARTIAL_DIR).catch((err) => {
+      if (this.options.sink) {
+        const kinds = offer.entries.map((e) => e.kind);
+        if (kinds.length !== 1 || kinds[0] === 'directory') throw new Refusal('E_UNSUPPORTED', `this receiver writes one file to standard output; the offer has ${offer.entries.length} entries${kinds.includes('directory') ? ', folders among them' : ''}`);
+        this.sink = new OrderedSink(this.options.sink);
+      }
+      if (!this.sink) await ensureDirectory(path.join(this.options.dir, PARTIAL_DIR), PARTIAL_DIR).catch((err) => {
         throw new Refusal(toSockxferError(err, 'E_IO').code, `cannot use ${PARTIAL_DIR} in the target folder: ${(err as Error).message}`);
       });
-      this.plans = await this.plan(offer);
+      this.plans = this.sink ? [this.sinkPlan(offer.entries[0]!)] : await this.plan(offer);
       await this.checkSpace();
       this.sendAccept();
       this.info = {
@@ -260,6 +270,17 @@ class IncomingTransfer {
       throw new Refusal('E_UNSUPPORTED', `chunk size ${first.chunkSize} is outside ${MIN_CHUNK_SIZE}-${chunkLimit}`);
     }
     return { ...first, entries, more: false };
+  }
+
+  /** The one entry of a transfer to standard output: sent in full, never resumed. */
+  private sinkPlan(entry: OfferEntry): Plan {
+    const plan: Plan = { entry, accept: { index: entry.index, action: 'send', code: 0, message: '', digest: Buffer.alloc(0), have: [] }, target: '', refused: null, existing: null, key: null, held: [] };
+    const maxSize = this.options.maxSize ?? Infinity;
+    if (entry.kind === 'file' && entry.size > maxSize) {
+      plan.refused = new SockxferError('E_LIMIT', `${printableName(entry.name)} is ${entry.size} bytes; this receiver takes files of at most ${maxSize} bytes`);
+      plan.accept = { ...plan.accept, action: 'refuse', code: plan.refused.wireCode, message: truncate(plan.refused.message, MAX_ENTRY_MESSAGE_BYTES) };
+    }
+    return plan;
   }
 
   /** Decides what to do with every entry: folders are created, existing files hashed, bad names refused. */
@@ -458,7 +479,12 @@ class IncomingTransfer {
       this.checkStreamChunk(inc, frame.chunk, length);
     }
     if (!inc.have.add(frame.chunk)) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} of entry ${frame.index} arrived twice`);
-    if (inc.failure === null) {
+    if (this.sink) {
+      inc.hasher ??= new OrderedHasher(await createHasher(this.offer!.hash));
+      inc.hasher.add(frame.chunk, frame.data, length);
+      // Standard output cannot be rewritten later: a failure to write it ends the transfer.
+      await this.sink.add(frame.chunk, frame.data, length);
+    } else if (inc.failure === null) {
       try {
         if (inc.part === null) this.opened(inc);
         if (!inc.resumed) {
@@ -586,6 +612,15 @@ class IncomingTransfer {
         if (accept.action === 'check') {
           throw new SockxferError(codeFromWire(accept.code), `${printableName(entry.name)} differs from the file in place; not replaced (the receiver runs without --overwrite or --keep-both)`);
         }
+      }
+      if (this.sink) {
+        await this.sink.flush();
+        const digest = inc.hasher?.digest() ?? (await createHasher(offer.hash)).digest();
+        if (!digest.equals(end.digest)) {
+          throw Object.assign(new SockxferError('E_HASH_MISMATCH', `${printableName(entry.name)} from ${this.transport.remote}: whole-file ${offer.hash} of what went to standard output is ${digest.toString('hex')}, the sender says ${end.digest.toString('hex')}`), { digest });
+        }
+        this.settle(plan, 'committed', digest, null);
+        return;
       }
       if (inc.part === null) this.opened(inc); // nothing to write (a 0-byte file), or every chunk held already
       let digest: Buffer;

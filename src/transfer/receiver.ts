@@ -11,7 +11,9 @@ import { receiveSession, type ReceiveOptions, type SessionObserver } from './rec
 import { DirectorySyncer } from './target.js';
 import { DEFAULT_PARTIAL_TTL_MS, cleanPartials } from './journal.js';
 
-export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir' | 'syncer' | 'resumeLocks'> {
+export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir' | 'syncer' | 'resumeLocks' | 'sink'> {
+  /** Write the one file of the one transfer here (needs `once`) instead of into the folder. */
+  sink?: NodeJS.WritableStream;
   /** The target folder; created if missing. */
   dir: string;
   /** Listen address; all interfaces (IPv6 and IPv4) when undefined. */
@@ -150,8 +152,8 @@ export class Receiver {
       progress: (i, done) => this.observer.progress?.(i, done),
       entry: (i, e) => this.observer.entry?.(i, e),
     };
-    const { policy, timeoutMs, maxSize, maxFiles } = this.options;
-    const run = receiveSession(transport, { dir: this.dir, policy, timeoutMs, maxSize, maxFiles, syncer: this.syncer, resumeLocks: this.resumeLocks }, observer).then(
+    const { policy, timeoutMs, maxSize, maxFiles, sink } = this.options;
+    const run = receiveSession(transport, { dir: this.dir, policy, timeoutMs, maxSize, maxFiles, syncer: this.syncer, resumeLocks: this.resumeLocks, sink }, observer).then(
       (result) => {
         this.observer.done?.(result);
         if (counts) this.settleOnce(result);
