@@ -1,13 +1,17 @@
 /**
  * `npm run bench [-- --only tcp,udp,relay --size 1G --rounds 9 --relay-size 128M --relay-losses 0,1,2,5 ...]`
  *
- * Three sections, all over 127.0.0.1 only, file to file:
+ * Five sections, all over 127.0.0.1 only, file to file:
  *   tcp:   sockxfer over TCP (xxh128 and sha256) against netcat (netcat-openbsd), alternating the
  *          order every round, medians at the end.
  *   udp:   a raw Node datagram blast (bench/blast.ts), sockxfer --udp and sockxfer over TCP,
  *          1472-byte datagrams, paired rounds, medians of the per-round ratios.
  *   relay: sockxfer --udp through the impairment relay (bench/relay-process.ts) at 100 Mbit/s
  *          and 50 ms RTT, one run per random-loss rate, PASS/FAIL against the issue's bars.
+ *   small: 2,000 files of 4 KiB in one folder tree (bench/small.ts): sockxfer tcp against
+ *          tar | nc -N → nc -l | tar x (and that plus sync -f), medians of per-round ratios.
+ *   resume: a 256 MiB file (bench/resume.ts), over TCP and UDP: a --rate-slowed send whose sender
+ *          is SIGKILLed past 50%, then sent again at full speed; sentBytes against a full send.
  * Every process the bench starts is stopped when it ends, errors or is interrupted. The bars
  * are reported, not enforced: a FAIL does not change the exit status.
  */
@@ -36,13 +40,17 @@ import {
   type Proc,
 } from './lib.js';
 import { checkOutput, f1, f2, f3, mbps, prepare, row, rssMB, runXfer, VERIFIED_TEXT, type Context, type Verified } from './common.js';
+import { runResume, type ResumeResult } from './resume.js';
+import { runSmall, type SmallResult } from './small.js';
 import { LOOPBACK_DATAGRAM, loopbackHeader, relayHeader, runLoopback, runRelay, type LoopbackResult, type RelayResult } from './udp.js';
 
 const USAGE = `usage: npm run bench [-- options]   (or: node dist/bench/run.js [options])
-  --only <list>     sections to run, comma-separated: tcp, udp, relay (default: all three)
+  --only <list>     sections to run, comma-separated: tcp, udp, relay, small, resume (default: all five)
                       tcp:   sockxfer tcp (xxh128, sha256) against nc
                       udp:   raw Node datagram blast vs sockxfer --udp vs sockxfer tcp, ${LOOPBACK_DATAGRAM}-byte datagrams
                       relay: sockxfer --udp through the impairment relay, 100 Mbit/s, 50 ms RTT, random loss
+                      small: many small files in one folder tree: sockxfer tcp vs tar|nc (and tar|nc + sync -f)
+                      resume: a --rate-slowed send killed (SIGKILL) past 50%, resumed at full speed, vs a full send; tcp and udp
   --size <n>        size of the file sent in the tcp and udp sections, with K/M/G suffixes (binary)
                     (default: 1G for tcp, 256M for udp)
   --rounds <n>      rounds of the tcp and udp sections (default: 9 for tcp, 5 for udp; single
@@ -53,13 +61,19 @@ const USAGE = `usage: npm run bench [-- options]   (or: node dist/bench/run.js [
   --relay-losses <list>  random-loss rates in percent, applied to both directions (default 0,1,2,5)
   --relay-seed <n>  the relay's seed (default 1)
   --relay-datagram-size <n>  sockxfer --datagram-size in the relay section (default ${LOOPBACK_DATAGRAM}; "ethernet" or ${MIN_DATAGRAM_SIZE}-${MAX_DATAGRAM_SIZE})
+  --small-files <n>   the small section's number of files, 100 per folder (default 2000)
+  --small-size <n>    the small section's bytes per file, K/M suffixes (default 4096)
+  --small-rounds <n>  the small section's rounds (default 5)
+  --resume-size <n>   the resume section's file size (default 256M; the interrupted send is
+                      slowed with --rate to take about 4 s)
+  --resume-rounds <n> the resume section's rounds per transport (default 1)
   --dir <folder>    where to put the work folder (a fresh folder is made inside it and removed
                     at the end; default: the system temporary folder)
   --json-out <file> also write the results as JSON to <file>
   -h, --help        this text`;
 
-type Section = 'tcp' | 'udp' | 'relay';
-const SECTIONS: Section[] = ['tcp', 'udp', 'relay'];
+type Section = 'tcp' | 'udp' | 'relay' | 'small' | 'resume';
+const SECTIONS: Section[] = ['tcp', 'udp', 'relay', 'small', 'resume'];
 
 interface Options {
   /** Explicit --size / --rounds (null: each section's default). */
@@ -72,6 +86,11 @@ interface Options {
   relayLosses: number[];
   relaySeed: number;
   relayDatagramSize: number | 'ethernet';
+  smallFiles: number;
+  smallSize: number;
+  smallRounds: number;
+  resumeSize: number;
+  resumeRounds: number;
   dir: string;
   jsonOut: string | null;
 }
@@ -90,6 +109,11 @@ function parseArgs(argv: string[]): Options {
     relayLosses: [0, 1, 2, 5],
     relaySeed: 1,
     relayDatagramSize: LOOPBACK_DATAGRAM,
+    smallFiles: 2000,
+    smallSize: 4096,
+    smallRounds: 5,
+    resumeSize: 256 * 1024 ** 2,
+    resumeRounds: 1,
     dir: os.tmpdir(),
     jsonOut: null,
   };
@@ -131,10 +155,29 @@ function parseArgs(argv: string[]): Options {
       case '--relay-size':
         o.relaySize = size();
         break;
+      case '--small-files': {
+        const v = value();
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 1_000_000) usageError(`--small-files: expected a whole number from 1 to 1000000, got "${v}"`);
+        o.smallFiles = n;
+        break;
+      }
+      case '--small-size':
+        o.smallSize = size();
+        break;
+      case '--small-rounds':
+        o.smallRounds = rounds();
+        break;
+      case '--resume-size':
+        o.resumeSize = size();
+        break;
+      case '--resume-rounds':
+        o.resumeRounds = rounds();
+        break;
       case '--only': {
         const v = value().toLowerCase();
         const list = v.split(',').map((x) => x.trim());
-        if (list.length === 0 || list.some((x) => !(SECTIONS as string[]).includes(x))) usageError(`--only: expected tcp, udp or relay (comma-separated), got "${v}"`);
+        if (list.length === 0 || list.some((x) => !(SECTIONS as string[]).includes(x))) usageError(`--only: expected tcp, udp, relay, small or resume (comma-separated), got "${v}"`);
         o.only = SECTIONS.filter((x) => list.includes(x));
         break;
       }
@@ -438,7 +481,7 @@ async function main(): Promise<void> {
   const udpSize = opts.udpSize ?? opts.size ?? UDP_DEFAULTS.size;
   const udpRounds = opts.udpRounds ?? opts.rounds ?? UDP_DEFAULTS.rounds;
 
-  const nc = want('tcp') ? await findNc() : null;
+  const nc = want('tcp') || want('small') ? await findNc() : null;
   let gnuTime: string | null = null;
   try {
     fs.accessSync('/usr/bin/time', fs.constants.X_OK);
@@ -452,12 +495,14 @@ async function main(): Promise<void> {
     want('tcp') ? `tcp (${formatBytes(tcpSize)} x ${tcpRounds} round(s))` : null,
     want('udp') ? `udp (${formatBytes(udpSize)} x ${udpRounds} round(s))` : null,
     want('relay') ? `relay (${formatBytes(opts.relaySize)} at ${opts.relayLosses.map((p) => `${p}%`).join(', ')} loss)` : null,
+    want('small') ? `small (${opts.smallFiles.toLocaleString('en-US')} x ${formatBytes(opts.smallSize)} x ${opts.smallRounds} round(s))` : null,
+    want('resume') ? `resume (${formatBytes(opts.resumeSize)} x ${opts.resumeRounds} round(s), tcp and udp)` : null,
   ].filter((x) => x !== null);
   console.log(`sockxfer benchmark over 127.0.0.1: ${plan.join('; ')}`);
   console.log(`  ${env.sockxfer}`);
   if (env.sockxferWarnings) console.log(`  ${env.sockxferWarnings}`);
   console.log(`  kernel ${env.kernel}; CPU ${env.cpu} x ${env.cpus}; ${env.memoryGiB} GiB RAM; TCP congestion control: ${env.tcpCongestionControl}; rmem_max ${env.rmemMax}, wmem_max ${env.wmemMax}`);
-  if (want('tcp')) console.log(`  reference: ${nc ? `${nc} (OpenBSD netcat)` : 'none (nc missing)'}; peak RSS via ${gnuTime ?? 'n/a'}`);
+  if (want('tcp') || want('small')) console.log(`  reference: ${nc ? `${nc} (OpenBSD netcat)` : 'none (nc missing)'}; peak RSS via ${gnuTime ?? 'n/a'}`);
   else console.log(`  peak RSS via ${gnuTime ?? 'n/a'}`);
 
   await fsp.mkdir(opts.dir, { recursive: true });
@@ -470,6 +515,8 @@ async function main(): Promise<void> {
   let tcp: TcpResult | null = null;
   let udp: LoopbackResult | null = null;
   let relay: RelayResult | null = null;
+  let small: SmallResult | null = null;
+  let resume: ResumeResult | null = null;
   if (want('tcp')) tcp = await runTcpSection(work, outDir, tcpSize, tcpRounds, nc, gnuTime);
   if (want('udp')) {
     loopbackHeader(udpSize, udpRounds);
@@ -486,11 +533,14 @@ async function main(): Promise<void> {
     relay = await runRelay(ctx, opts.relayLosses, opts.relaySeed, opts.relayDatagramSize);
     await fsp.rm(dir, { recursive: true, force: true });
   }
+  if (want('small')) small = await runSmall(work, opts.smallFiles, opts.smallSize, opts.smallRounds, nc, gnuTime);
+  if (want('resume')) resume = await runResume(work, opts.resumeSize, opts.resumeRounds);
 
-  if (udp || relay) {
+  if (udp || relay || small) {
     console.log('\nbars (reported, not enforced):');
     if (udp) console.log(`  ${udp.summary.bar.pass ? 'PASS' : 'FAIL'}  ${udp.summary.bar.name}: ${f2(udp.summary.bar.value)}`);
     for (const b of relay?.bars ?? []) console.log(`  ${b.pass ? 'PASS' : 'FAIL'}  relay ${b.name}: ${b.kind === 'max' ? (b.value === null ? 'n/a' : `${(b.value * 100).toFixed(2)}%`) : f1(b.value)}`);
+    if (small) console.log(`  ${small.summary.bar.pass ? 'PASS' : 'FAIL'}  ${small.summary.bar.name}: ${f2(small.summary.bar.value)}${small.summary.failedRuns ? ` (${small.summary.failedRuns} failed run(s))` : ''}`);
   }
 
   if (opts.jsonOut) {
@@ -507,6 +557,11 @@ async function main(): Promise<void> {
         relayLossesPercent: relay ? opts.relayLosses : null,
         relaySeed: relay ? opts.relaySeed : null,
         relayDatagramSize: relay ? opts.relayDatagramSize : null,
+        smallFiles: small ? opts.smallFiles : null,
+        smallSize: small ? opts.smallSize : null,
+        smallRounds: small ? opts.smallRounds : null,
+        resumeSize: resume ? opts.resumeSize : null,
+        resumeRounds: resume ? opts.resumeRounds : null,
       },
       environment: env,
       // The tcp section, under the names the earlier versions used:
@@ -515,6 +570,8 @@ async function main(): Promise<void> {
       summary: tcp?.summary ?? null,
       udpLoopback: udp,
       relay,
+      small,
+      resume,
     };
     await fsp.writeFile(opts.jsonOut, `${JSON.stringify(doc, null, 2)}\n`);
     console.log(`  summary written to ${opts.jsonOut}`);

@@ -16,7 +16,9 @@ export class OrderedHasher {
   private next = 0;
   private readonly held = new Map<number, { pieces: Buffer[]; length: number }>();
   private heldBytes = 0;
-  private readonly staging = Buffer.allocUnsafe(STAGING_SIZE);
+  /** Allocated at the second small piece: a one-chunk file (thousands of them in a tree) needs none. */
+  private staging: Buffer | null = null;
+  private smallPieces = 0;
   private staged = 0;
 
   constructor(private readonly hasher: Hasher) {}
@@ -53,24 +55,26 @@ export class OrderedHasher {
    * one call: the call into the native hash costs more than copying the bytes.
    */
   private update(piece: Buffer): void {
-    if (piece.length >= SMALL_PIECE) {
+    if (piece.length >= SMALL_PIECE || ++this.smallPieces === 1) {
       this.flush();
       this.hasher.update(piece);
       return;
     }
+    this.staging ??= Buffer.allocUnsafe(STAGING_SIZE);
     if (this.staged + piece.length > this.staging.length) this.flush();
     piece.copy(this.staging, this.staged);
     this.staged += piece.length;
   }
 
   private flush(): void {
-    if (this.staged === 0) return;
+    if (this.staged === 0 || this.staging === null) return;
     this.hasher.update(this.staging.subarray(0, this.staged));
     this.staged = 0;
   }
 
   digest(): Buffer {
     this.flush();
+    this.staging = null;
     return this.hasher.digest();
   }
 }

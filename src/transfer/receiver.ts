@@ -8,10 +8,10 @@ import { SockxferError, toSockxferError } from '../errors.js';
 import { listenTcp, listenUdp, type Transport, type TransportKind } from '../transport/index.js';
 import type { TransferInfo, TransferResult } from './events.js';
 import { receiveSession, type ReceiveOptions, type SessionObserver } from './receive-session.js';
-import { DirectorySyncer } from './target.js';
+import { DirectorySyncer, FilesystemSyncer } from './target.js';
 import { DEFAULT_PARTIAL_TTL_MS, cleanPartials } from './journal.js';
 
-export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir' | 'syncer' | 'resumeLocks' | 'sink'> {
+export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir' | 'syncer' | 'resumeLocks' | 'sink' | 'fsSyncer'> {
   /** Write the one file of the one transfer here (needs `once`) instead of into the folder. */
   sink?: NodeJS.WritableStream;
   /** The target folder; created if missing. */
@@ -65,12 +65,14 @@ export class Receiver {
   /** Resume keys of files in progress, across sessions. */
   private readonly resumeLocks = new Set<string>();
   private cleaner: NodeJS.Timeout | null = null;
+  private readonly fsSyncer: FilesystemSyncer;
 
   constructor(
     private readonly options: ReceiverOptions,
     private readonly observer: ReceiverObserver = {},
   ) {
     this.dir = path.resolve(options.dir);
+    this.fsSyncer = new FilesystemSyncer(this.dir);
     this.firstOutcome = new Promise((resolve) => (this.onceSettled = resolve));
   }
 
@@ -84,6 +86,7 @@ export class Receiver {
       throw new SockxferError(e.code, `cannot use ${this.dir} as the target folder: ${(err as Error).message}`, { cause: err });
     }
     if (!(await fs.stat(this.dir)).isDirectory()) throw new SockxferError('E_USAGE', `${this.dir} is not a folder`);
+    await this.fsSyncer.start();
     const addresses = await this.listen();
     // Partial data nobody came back for: at start, then every so often.
     const ttl = this.options.partialTtlMs ?? DEFAULT_PARTIAL_TTL_MS;
@@ -153,7 +156,7 @@ export class Receiver {
       entry: (i, e) => this.observer.entry?.(i, e),
     };
     const { policy, timeoutMs, maxSize, maxFiles, sink } = this.options;
-    const run = receiveSession(transport, { dir: this.dir, policy, timeoutMs, maxSize, maxFiles, syncer: this.syncer, resumeLocks: this.resumeLocks, sink }, observer).then(
+    const run = receiveSession(transport, { dir: this.dir, policy, timeoutMs, maxSize, maxFiles, syncer: this.syncer, resumeLocks: this.resumeLocks, sink, fsSyncer: this.fsSyncer }, observer).then(
       (result) => {
         this.observer.done?.(result);
         if (counts) this.settleOnce(result);
@@ -191,5 +194,6 @@ export class Receiver {
     const closing = this.closeListeners();
     for (const transport of this.active.keys()) void transport.abort(reason);
     await Promise.all([closing, ...this.active.values()]);
+    this.fsSyncer.stop();
   }
 }

@@ -5,6 +5,8 @@
  * are created one level at a time. Folder fsyncs are shared: commits that land in one folder
  * while its fsync runs wait for the next one, so a thousand small files cost a few fsyncs.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SockxferError, toSockxferError } from '../errors.js';
@@ -17,21 +19,6 @@ export type OverwritePolicy = 'refuse' | 'overwrite' | 'keep-both';
 function ioError(err: unknown, what: string): SockxferError {
   const e = toSockxferError(err, 'E_IO');
   return new SockxferError(e.code === 'E_INTERNAL' ? 'E_IO' : e.code, `${what}: ${(err as Error).message}`, { cause: err });
-}
-
-/**
- * Makes sure every folder from `root` down to `rel`'s parent exists and is a real folder,
- * creating missing ones (mode 0777 less the umask). Returns the parent's absolute path.
- * `root` itself is trusted (the receiver checked it at start).
- */
-export async function ensureParents(root: string, rel: string): Promise<string> {
-  const parts = rel.split('/');
-  let dir = root;
-  for (let i = 0; i < parts.length - 1; i++) {
-    dir = path.join(dir, parts[i]!);
-    await ensureDirectory(dir, parts.slice(0, i + 1).join('/'));
-  }
-  return dir;
 }
 
 /** `abs` is a real folder afterwards (created if missing), or this throws. `rel` is for messages. */
@@ -51,13 +38,58 @@ export async function ensureDirectory(abs: string, rel: string): Promise<void> {
   if (!st.isDirectory()) throw new SockxferError('E_EXISTS', `${printableName(rel)} exists in the target folder and is not a folder`);
 }
 
-/** Checks (without creating anything) that no folder on the way to `rel` is a link or a file. */
-export async function checkParents(root: string, rel: string): Promise<void> {
+/**
+ * Makes sure every folder from `root` down to `rel`'s parent exists and is a real folder,
+ * creating missing ones (mode 0777 less the umask); returns the parent. For many entries of one
+ * transfer: folders found good (or made) once are not
+ * looked at again, and the calls are synchronous: lstat and mkdir take microseconds, and a
+ * transfer of thousands of files should not wait for a thread-pool round trip for each.
+ */
+export function ensureParentsSync(root: string, rel: string, known: Set<string>): string {
   const parts = rel.split('/');
   let dir = root;
   for (let i = 0; i < parts.length - 1; i++) {
     dir = path.join(dir, parts[i]!);
-    const st = await fs.lstat(dir).catch(() => null);
+    if (known.has(dir)) continue;
+    ensureDirectorySync(dir, parts.slice(0, i + 1).join('/'));
+    known.add(dir);
+  }
+  return dir;
+}
+
+/** ensureDirectory on the calling thread. */
+export function ensureDirectorySync(abs: string, rel: string): void {
+  let st: fsSync.Stats | undefined;
+  try {
+    st = fsSync.lstatSync(abs, { throwIfNoEntry: false });
+    if (st === undefined) {
+      try {
+        fsSync.mkdirSync(abs);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        st = fsSync.lstatSync(abs);
+      }
+    }
+  } catch (err) {
+    throw ioError(err, `cannot create the folder ${printableName(rel)}`);
+  }
+  if (st.isSymbolicLink()) throw new SockxferError('E_BAD_NAME', `${printableName(rel)} is a symbolic link in the target folder; sockxfer does not write through links`);
+  if (!st.isDirectory()) throw new SockxferError('E_EXISTS', `${printableName(rel)} exists in the target folder and is not a folder`);
+}
+
+/** Checks (without creating anything) that no folder on the way to `rel` is a link or a file. Synchronous: a few lstat calls. */
+export function checkParents(root: string, rel: string): void {
+  const parts = rel.split('/');
+  let dir = root;
+  for (let i = 0; i < parts.length - 1; i++) {
+    dir = path.join(dir, parts[i]!);
+    let st: fsSync.Stats | null;
+    try {
+      st = fsSync.lstatSync(dir, { throwIfNoEntry: false }) ?? null;
+    } catch {
+      st = null;
+    }
     const shown = printableName(parts.slice(0, i + 1).join('/'));
     if (st === null) throw new SockxferError('E_IO', `the folder ${shown} vanished from the target folder during the transfer`);
     if (st.isSymbolicLink()) throw new SockxferError('E_BAD_NAME', `${shown} became a symbolic link in the target folder during the transfer; not written through it`);
@@ -99,5 +131,105 @@ export class DirectorySyncer {
   private forget(dir: string, p: Promise<void>): void {
     const s = this.state.get(dir);
     if (s && s.running === p && s.next === null) this.state.delete(dir);
+  }
+}
+
+/**
+ * syncfs(2) of the filesystem that holds `dir`, shared like DirectorySyncer: every caller waits
+ * for one that started after its call. Node has no syncfs binding, so a small shell started once
+ * runs coreutils' `sync -f DIR` for each request (forking Node itself for each would cost more
+ * than the sync). One syncfs makes a thousand small files durable where a thousand fsyncs each
+ * force a journal commit (measured: about 30 ms against 0.4-3 s for 2,000 files of 4 KiB).
+ * `available` says whether it works here (checked once, by start()); callers fall back to fsync
+ * when it does not.
+ */
+export class FilesystemSyncer {
+  available = false;
+  private child: ChildProcess | null = null;
+  private readonly answers: Array<(ok: boolean) => void> = [];
+  private buffered = '';
+  private running: Promise<void> | null = null;
+  private next: Promise<void> | null = null;
+
+  constructor(private readonly dir: string) {}
+
+  /** Starts the shell and runs one syncfs to find out whether `sync -f` works here. */
+  async start(): Promise<boolean> {
+    if (/[\n\r]/.test(this.dir)) return false;
+    try {
+      const child = spawn('sh', ['-c', 'while IFS= read -r d; do if sync -f "$d" 2>/dev/null; then echo ok; else echo fail; fi; done'], { stdio: ['pipe', 'pipe', 'ignore'] });
+      this.child = child;
+      child.on('error', () => this.fail());
+      child.on('exit', () => this.fail());
+      child.stdin!.on('error', () => this.fail());
+      child.stdout!.setEncoding('utf8');
+      child.stdout!.on('data', (text: string) => {
+        this.buffered += text;
+        for (let nl = this.buffered.indexOf('\n'); nl !== -1; nl = this.buffered.indexOf('\n')) {
+          const line = this.buffered.slice(0, nl);
+          this.buffered = this.buffered.slice(nl + 1);
+          this.answers.shift()?.(line === 'ok');
+        }
+        if (this.answers.length === 0) this.idle(true);
+      });
+      // The shell must not keep a finished process alive; a pending answer must.
+      child.unref();
+      (child.stdin as unknown as { unref?: () => void }).unref?.();
+      this.idle(true);
+      this.available = true;
+      await this.run();
+    } catch {
+      this.stop();
+    }
+    return this.available;
+  }
+
+  private idle(yes: boolean): void {
+    const out = this.child?.stdout as unknown as { ref?: () => void; unref?: () => void } | undefined;
+    if (yes) out?.unref?.();
+    else out?.ref?.();
+  }
+
+  /** Ends the shell; later syncs fall back to fsync. */
+  stop(): void {
+    this.available = false;
+    const child = this.child;
+    this.child = null;
+    if (child) {
+      child.stdin?.end();
+      child.kill();
+    }
+    this.fail();
+  }
+
+  private fail(): void {
+    this.available = false;
+    for (const answer of this.answers.splice(0)) answer(false);
+  }
+
+  sync(): Promise<void> {
+    if (this.running === null) {
+      this.running = this.run().finally(() => {
+        this.running = null;
+      });
+      return this.running;
+    }
+    this.next ??= this.running
+      .catch(() => {})
+      .then(() => {
+        this.next = null;
+        return this.sync();
+      });
+    return this.next;
+  }
+
+  private run(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const child = this.child;
+      if (!child || !this.available) return reject(new SockxferError('E_IO', `cannot sync the filesystem of ${this.dir}`));
+      if (this.answers.length === 0) this.idle(false);
+      this.answers.push((ok) => (ok ? resolve() : reject(new SockxferError('E_IO', `cannot sync the filesystem of ${this.dir}`))));
+      child.stdin!.write(`${this.dir}\n`);
+    });
   }
 }

@@ -293,6 +293,24 @@ describe('PartFile', () => {
       }
     });
 
+    it('when every alternative is taken: E_EXISTS after name (10000), nothing replaced, the part kept until discard()', async () => {
+      // Real files for the name and its 10,000 alternatives (empty, so quick to make).
+      const taken = ['full.bin', ...Array.from({ length: 10_000 }, (_, i) => `full (${i + 1}).bin`)];
+      for (const name of taken) fsSync.closeSync(fsSync.openSync(path.join(tmp.path, name), 'wx'));
+      const part = await finished('full.bin', Buffer.from('new'));
+      const err = await rejection(part.commit(path.join(tmp.path, 'full.bin'), 'keep-both'));
+      expect(err.code).toBe('E_EXISTS');
+      expect(err.message).toBe('no free name for full.bin after 10000 tries');
+      expect(await fs.readFile(part.path, 'utf8')).toBe('new');
+      const names = await fs.readdir(tmp.path);
+      expect(names).toHaveLength(taken.length + 1);
+      const takenSet = new Set(taken);
+      expect(names.filter((n) => !takenSet.has(n))).toEqual([path.basename(part.path)]);
+      for (const name of ['full.bin', 'full (1).bin', 'full (9999).bin', 'full (10000).bin']) expect((await fs.stat(path.join(tmp.path, name))).size).toBe(0);
+      await part.discard();
+      expect(await exists(part.path)).toBe(false);
+    });
+
     it('the folder is synced through syncDir, once, after the file landed', async () => {
       const target = path.join(tmp.path, 'synced.bin');
       await fs.writeFile(target, 'old');
