@@ -199,6 +199,23 @@ function lookup<T>(map: Map<number, T>, v: number, what: string): T {
   return found;
 }
 
+/**
+ * `text` cut to at most `maxBytes` UTF-8 bytes on a character boundary (with "..." when cut), so
+ * that a message always fits its frame field however many multi-byte characters it holds.
+ */
+export function fitMessage(text: string, maxBytes: number = MAX_MESSAGE_BYTES): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  let out = '';
+  let bytes = 0;
+  for (const ch of text) {
+    const n = Buffer.byteLength(ch);
+    if (bytes + n > maxBytes - 3) break;
+    out += ch;
+    bytes += n;
+  }
+  return `${out}...`;
+}
+
 /** Encodes the body of any frame but DATA (whose bytes are sent without a copy, see codec.ts). */
 export function encodeBody(frame: Exclude<Frame, DataFrame>): Buffer {
   const w = new WireWriter();

@@ -38,3 +38,9 @@ export function pathProblem(rel: string): string | null {
 export function printableName(name: string): string {
   return name.replace(new RegExp(CONTROL.source, 'g'), (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
+
+/** printableName, shortened for messages: a path of thousands of bytes must not crowd out the reason. */
+export function shownName(name: string, max = 80): string {
+  const p = printableName(name);
+  return p.length <= max ? p : `${p.slice(0, max - 31)}…${p.slice(-30)}`;
+}

@@ -20,6 +20,7 @@ import {
   MIN_PROTOCOL_VERSION,
   WHOLE_TRANSFER,
   dataLength,
+  fitMessage,
   type AcceptEntry,
   type DataFrame,
   type EndFrame,
@@ -30,13 +31,13 @@ import {
 import type { Transport } from '../transport/index.js';
 import { transferName, type EntryResult, type TransferInfo, type TransferObserver, type TransferResult } from './events.js';
 import { createHasher, hashFile } from './hash.js';
-import { pathProblem, printableName } from './names.js';
+import { pathProblem, printableName, shownName } from './names.js';
 import { OrderedHasher } from './ordered-hasher.js';
 import { OrderedSink } from './ordered-sink.js';
 import { PartFile, UMASK, fsyncFile } from './part-file.js';
 import { expectFrame, peerError } from './peer.js';
 import { RangeSet } from './range-set.js';
-import { DirectorySyncer, FilesystemSyncer, checkParents, ensureDirectory, ensureDirectorySync, ensureParentsSync, type OverwritePolicy } from './target.js';
+import { DirectorySyncer, FilesystemSyncer, checkParents, ensureDirectorySync, ensureParentsSync, type OverwritePolicy } from './target.js';
 import { JOURNAL_SUFFIX, PARTIAL_DIR, partialPaths, readJournal, removePartial, resumeKey, writeJournal } from './journal.js';
 import { SOFTWARE } from './version.js';
 
@@ -59,6 +60,8 @@ export interface ReceiveOptions {
   sink?: NodeJS.WritableStream;
   /** When available: small files are made durable by shared syncfs calls instead of an fsync each. */
   fsSyncer?: FilesystemSyncer;
+  /** Sessions using the partial folder (shared): the last one out removes it when it is empty. */
+  partialUsers?: { count: number };
 }
 
 export const DEFAULT_MAX_FILES = 1_000_000;
@@ -139,6 +142,10 @@ class IncomingTransfer {
   private readonly locks: Set<string>;
   /** --stdout: where the one entry goes. */
   private sink: OrderedSink | null = null;
+  private readonly partialUsers: { count: number };
+  /** Folders this session created, in order. */
+  private readonly createdDirs: string[] = [];
+  private usesPartial = false;
   /** Resume keys this session holds. */
   private readonly keys: string[] = [];
 
@@ -149,6 +156,7 @@ class IncomingTransfer {
   ) {
     this.syncer = options.syncer ?? new DirectorySyncer();
     this.locks = options.resumeLocks ?? new Set();
+    this.partialUsers = options.partialUsers ?? { count: 0 };
   }
 
   async run(): Promise<TransferResult> {
@@ -163,9 +171,15 @@ class IncomingTransfer {
         if (kinds.length !== 1 || kinds[0] === 'directory') throw new Refusal('E_UNSUPPORTED', `this receiver writes one file to standard output; the offer has ${offer.entries.length} entries${kinds.includes('directory') ? ', folders among them' : ''}`);
         this.sink = new OrderedSink(this.options.sink);
       }
-      if (!this.sink) await ensureDirectory(path.join(this.options.dir, PARTIAL_DIR), PARTIAL_DIR).catch((err) => {
-        throw new Refusal(toSockxferError(err, 'E_IO').code, `cannot use ${PARTIAL_DIR} in the target folder: ${(err as Error).message}`);
-      });
+      if (!this.sink) {
+        try {
+          ensureDirectorySync(path.join(this.options.dir, PARTIAL_DIR), PARTIAL_DIR);
+        } catch (err) {
+          throw new Refusal(toSockxferError(err, 'E_IO').code, `cannot use ${PARTIAL_DIR} in the target folder: ${(err as Error).message}`);
+        }
+        this.partialUsers.count++;
+        this.usesPartial = true;
+      }
       this.plans = this.sink ? [this.sinkPlan(offer.entries[0]!)] : await this.plan(offer);
       await this.checkSpace();
       this.sendAccept();
@@ -184,6 +198,7 @@ class IncomingTransfer {
       await this.receiveAll();
       await Promise.all(this.finishing);
       await this.finishDirectories();
+      this.leavePartialDir();
       answered = true;
       sendQuietly(transport, () => transport.send({ type: 'verdict', index: WHOLE_TRANSFER, status: 'committed', code: 0, hash: offer.hash, digest: Buffer.alloc(0), message: 'done', path: '' }));
       const seconds = (performance.now() - started) / 1000;
@@ -193,6 +208,14 @@ class IncomingTransfer {
       const e = toSockxferError(err);
       await this.discardAll();
       if (e instanceof Refusal) {
+        // Refused as a whole: the folders planning made go again (deepest first, if still empty).
+        for (const dir of this.createdDirs.reverse()) {
+          try {
+            fsSync.rmdirSync(dir);
+          } catch {
+            // not empty, or gone
+          }
+        }
         sendQuietly(transport, () => transport.send({ type: 'refuse', code: e.wireCode, index: WHOLE_TRANSFER, message: e.message }));
         await transport.close();
         throw new SockxferError(e.code, e.message);
@@ -206,7 +229,20 @@ class IncomingTransfer {
       }
       throw e;
     } finally {
+      this.leavePartialDir();
       this.unlock();
+    }
+  }
+
+  /** The last session out removes the partial folder, unless it holds partial data to resume. */
+  private leavePartialDir(): void {
+    if (!this.usesPartial) return;
+    this.usesPartial = false;
+    if (--this.partialUsers.count > 0) return;
+    try {
+      fsSync.rmdirSync(path.join(this.options.dir, PARTIAL_DIR));
+    } catch {
+      // not empty (partial data kept for a resume), or gone already
     }
   }
 
@@ -287,8 +323,8 @@ class IncomingTransfer {
     const plan: Plan = { entry, accept: { index: entry.index, action: 'send', code: 0, message: '', digest: Buffer.alloc(0), have: [] }, target: '', refused: null, existing: null, key: null, held: [], journaled: false };
     const maxSize = this.options.maxSize ?? Infinity;
     if (entry.kind === 'file' && entry.size > maxSize) {
-      plan.refused = new SockxferError('E_LIMIT', `${printableName(entry.name)} is ${entry.size} bytes; this receiver takes files of at most ${maxSize} bytes`);
-      plan.accept = { ...plan.accept, action: 'refuse', code: plan.refused.wireCode, message: truncate(plan.refused.message, MAX_ENTRY_MESSAGE_BYTES) };
+      plan.refused = new SockxferError('E_LIMIT', `over the size limit: ${entry.size} bytes, this receiver takes files of at most ${maxSize} bytes: "${shownName(entry.name)}"`);
+      plan.accept = { ...plan.accept, action: 'refuse', code: plan.refused.wireCode, message: fitMessage(plan.refused.message, MAX_ENTRY_MESSAGE_BYTES) };
     }
     return plan;
   }
@@ -310,20 +346,20 @@ class IncomingTransfer {
       plans.push(plan);
       const refuse = (e: SockxferError) => {
         plan.refused = e;
-        plan.accept = { ...plan.accept, action: 'refuse', code: e.wireCode, message: truncate(e.message, MAX_ENTRY_MESSAGE_BYTES) };
+        plan.accept = { ...plan.accept, action: 'refuse', code: e.wireCode, message: fitMessage(e.message, MAX_ENTRY_MESSAGE_BYTES) };
         refusedPaths.set(entry.name, e);
       };
       const problem = pathProblem(entry.name);
       if (problem) {
-        refuse(new SockxferError('E_BAD_NAME', `refused the name "${printableName(entry.name)}": ${problem}`));
+        refuse(new SockxferError('E_BAD_NAME', `refused a name: ${problem}: "${shownName(entry.name)}"`));
         continue;
       }
       if (entry.name.split('/')[0] === PARTIAL_DIR) {
-        refuse(new SockxferError('E_BAD_NAME', `refused the name "${printableName(entry.name)}": ${PARTIAL_DIR} is where this receiver keeps files in progress`));
+        refuse(new SockxferError('E_BAD_NAME', `refused a name: ${PARTIAL_DIR} is where this receiver keeps files in progress: "${shownName(entry.name)}"`));
         continue;
       }
       if (kinds.has(entry.name)) {
-        refuse(new SockxferError('E_BAD_NAME', `"${printableName(entry.name)}" is offered twice`));
+        refuse(new SockxferError('E_BAD_NAME', `offered twice: "${shownName(entry.name)}"`));
         continue;
       }
       const conflict = this.parentConflict(entry.name, kinds, refusedPaths);
@@ -334,14 +370,14 @@ class IncomingTransfer {
       }
       const maxSize = this.options.maxSize ?? Infinity;
       if (entry.kind === 'file' && entry.size > maxSize) {
-        refuse(new SockxferError('E_LIMIT', `${printableName(entry.name)} is ${entry.size} bytes; this receiver takes files of at most ${maxSize} bytes`));
+        refuse(new SockxferError('E_LIMIT', `over the size limit: ${entry.size} bytes, this receiver takes files of at most ${maxSize} bytes: "${shownName(entry.name)}"`));
         continue;
       }
       plan.target = path.join(root, ...entry.name.split('/'));
       try {
-        ensureParentsSync(root, entry.name, knownDirs);
+        ensureParentsSync(root, entry.name, knownDirs, this.createdDirs);
         if (entry.kind === 'directory') {
-          ensureDirectorySync(plan.target, entry.name);
+          if (ensureDirectorySync(plan.target, entry.name)) this.createdDirs.push(plan.target);
           knownDirs.add(plan.target);
           continue;
         }
@@ -375,7 +411,7 @@ class IncomingTransfer {
     for (const plan of plans) {
       if ((plan.accept.action === 'check' || plan.accept.action === 'update') && plan.existing === null) {
         plan.refused = new SockxferError('E_IO', `cannot read ${printableName(plan.entry.name)} in the target folder`);
-        plan.accept = { ...plan.accept, action: 'refuse', code: plan.refused.wireCode, message: truncate(plan.refused.message, MAX_ENTRY_MESSAGE_BYTES), digest: Buffer.alloc(0) };
+        plan.accept = { ...plan.accept, action: 'refuse', code: plan.refused.wireCode, message: fitMessage(plan.refused.message, MAX_ENTRY_MESSAGE_BYTES), digest: Buffer.alloc(0) };
       }
     }
     return plans;
@@ -406,10 +442,10 @@ class IncomingTransfer {
       const parent = name.slice(0, at);
       const kind = kinds.get(parent);
       if (kind !== undefined && kind !== 'directory') {
-        return new SockxferError('E_BAD_NAME', `"${printableName(name)}" would be inside "${printableName(parent)}", which is offered as a ${kind}`);
+        return new SockxferError('E_BAD_NAME', `inside an offered ${kind}: "${shownName(name)}" would be inside "${shownName(parent)}"`);
       }
       const e = refused.get(parent);
-      if (e) return new SockxferError(e.code, `"${printableName(name)}" is inside "${printableName(parent)}", which was refused`);
+      if (e) return new SockxferError(e.code, `inside a refused folder: "${shownName(name)}" is inside "${shownName(parent)}"`);
     }
     return null;
   }
@@ -598,7 +634,9 @@ class IncomingTransfer {
       }
       if (inc.have.has(count - 1) && lastLength === chunkSize && inc.shortChunk !== -1) throw new SockxferError('E_PROTOCOL', 'a short stream chunk before the end');
     }
-    if ((accept.action === 'check' || accept.action === 'update') && inc.plan.existing!.equals(frame.digest)) {
+    // A check entry ends at its END: up to date, or refused (finishEntry says which); an update
+    // entry ends there only when up to date, else its data follows as for any file.
+    if (accept.action === 'check' || (accept.action === 'update' && inc.plan.existing!.equals(frame.digest))) {
       if (inc.have.size > 0) throw new SockxferError('E_PROTOCOL', `data for entry ${frame.index}, which is up to date`);
       this.finish(inc, finished);
       return;
@@ -707,7 +745,7 @@ class IncomingTransfer {
         code: error?.wireCode ?? 0,
         hash: this.offer!.hash,
         digest: digest ?? Buffer.alloc(0),
-        message: error?.message.slice(0, 1000) ?? status,
+        message: fitMessage(error?.message ?? status),
         path: rel,
       }),
     );
@@ -769,11 +807,6 @@ export function heldChunks(ranges: Array<[number, number]>, size: number, chunkS
 
 function existsError(shown: string): SockxferError {
   return new SockxferError('E_EXISTS', `${shown} already exists in the target folder (the receiver runs without --overwrite)`);
-}
-
-function truncate(s: string, maxBytes: number): string {
-  if (Buffer.byteLength(s) <= maxBytes) return s;
-  return Buffer.from(s).subarray(0, maxBytes - 3).toString('utf8').replace(/\uFFFD$/, '') + '...';
 }
 
 /** Sends a frame if the connection still takes one; a peer that is gone needs no answer. */

@@ -11,7 +11,7 @@ import { receiveSession, type ReceiveOptions, type SessionObserver } from './rec
 import { DirectorySyncer, FilesystemSyncer } from './target.js';
 import { DEFAULT_PARTIAL_TTL_MS, cleanPartials } from './journal.js';
 
-export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir' | 'syncer' | 'resumeLocks' | 'sink' | 'fsSyncer'> {
+export interface ReceiverOptions extends Omit<ReceiveOptions, 'dir' | 'syncer' | 'resumeLocks' | 'sink' | 'fsSyncer' | 'partialUsers'> {
   /** Write the one file of the one transfer here (needs `once`) instead of into the folder. */
   sink?: NodeJS.WritableStream;
   /** The target folder; created if missing. */
@@ -66,6 +66,7 @@ export class Receiver {
   private readonly resumeLocks = new Set<string>();
   private cleaner: NodeJS.Timeout | null = null;
   private readonly fsSyncer: FilesystemSyncer;
+  private readonly partialUsers = { count: 0 };
 
   constructor(
     private readonly options: ReceiverOptions,
@@ -156,7 +157,7 @@ export class Receiver {
       entry: (i, e) => this.observer.entry?.(i, e),
     };
     const { policy, timeoutMs, maxSize, maxFiles, sink } = this.options;
-    const run = receiveSession(transport, { dir: this.dir, policy, timeoutMs, maxSize, maxFiles, syncer: this.syncer, resumeLocks: this.resumeLocks, sink, fsSyncer: this.fsSyncer }, observer).then(
+    const run = receiveSession(transport, { dir: this.dir, policy, timeoutMs, maxSize, maxFiles, syncer: this.syncer, resumeLocks: this.resumeLocks, sink, fsSyncer: this.fsSyncer, partialUsers: this.partialUsers }, observer).then(
       (result) => {
         this.observer.done?.(result);
         if (counts) this.settleOnce(result);

@@ -7,7 +7,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fsSync from 'node:fs';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SockxferError, toSockxferError } from '../errors.js';
 import { fsyncDirectory } from './part-file.js';
@@ -21,23 +20,6 @@ function ioError(err: unknown, what: string): SockxferError {
   return new SockxferError(e.code === 'E_INTERNAL' ? 'E_IO' : e.code, `${what}: ${(err as Error).message}`, { cause: err });
 }
 
-/** `abs` is a real folder afterwards (created if missing), or this throws. `rel` is for messages. */
-export async function ensureDirectory(abs: string, rel: string): Promise<void> {
-  let st = await fs.lstat(abs).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : Promise.reject(ioError(err, `cannot look at ${printableName(rel)}`))));
-  if (st === null) {
-    try {
-      await fs.mkdir(abs);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(err, `cannot create the folder ${printableName(rel)}`);
-      st = await fs.lstat(abs).catch((e) => Promise.reject(ioError(e, `cannot look at ${printableName(rel)}`)));
-    }
-  }
-  if (st === null) throw new SockxferError('E_IO', `cannot create the folder ${printableName(rel)}`);
-  if (st.isSymbolicLink()) throw new SockxferError('E_BAD_NAME', `${printableName(rel)} is a symbolic link in the target folder; sockxfer does not write through links`);
-  if (!st.isDirectory()) throw new SockxferError('E_EXISTS', `${printableName(rel)} exists in the target folder and is not a folder`);
-}
-
 /**
  * Makes sure every folder from `root` down to `rel`'s parent exists and is a real folder,
  * creating missing ones (mode 0777 less the umask); returns the parent. For many entries of one
@@ -45,27 +27,27 @@ export async function ensureDirectory(abs: string, rel: string): Promise<void> {
  * looked at again, and the calls are synchronous: lstat and mkdir take microseconds, and a
  * transfer of thousands of files should not wait for a thread-pool round trip for each.
  */
-export function ensureParentsSync(root: string, rel: string, known: Set<string>): string {
+export function ensureParentsSync(root: string, rel: string, known: Set<string>, created: string[] = []): string {
   const parts = rel.split('/');
   let dir = root;
   for (let i = 0; i < parts.length - 1; i++) {
     dir = path.join(dir, parts[i]!);
     if (known.has(dir)) continue;
-    ensureDirectorySync(dir, parts.slice(0, i + 1).join('/'));
+    if (ensureDirectorySync(dir, parts.slice(0, i + 1).join('/'))) created.push(dir);
     known.add(dir);
   }
   return dir;
 }
 
-/** ensureDirectory on the calling thread. */
-export function ensureDirectorySync(abs: string, rel: string): void {
+/** `abs` is a real folder afterwards (created if missing), or this throws. `rel` is for messages. Synchronous: an lstat and maybe a mkdir. */
+export function ensureDirectorySync(abs: string, rel: string): boolean {
   let st: fsSync.Stats | undefined;
   try {
     st = fsSync.lstatSync(abs, { throwIfNoEntry: false });
     if (st === undefined) {
       try {
         fsSync.mkdirSync(abs);
-        return;
+        return true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         st = fsSync.lstatSync(abs);
@@ -76,6 +58,7 @@ export function ensureDirectorySync(abs: string, rel: string): void {
   }
   if (st.isSymbolicLink()) throw new SockxferError('E_BAD_NAME', `${printableName(rel)} is a symbolic link in the target folder; sockxfer does not write through links`);
   if (!st.isDirectory()) throw new SockxferError('E_EXISTS', `${printableName(rel)} exists in the target folder and is not a folder`);
+  return false;
 }
 
 /** Checks (without creating anything) that no folder on the way to `rel` is a link or a file. Synchronous: a few lstat calls. */

@@ -3,7 +3,7 @@
  * and paces; this file only frames, and keeps backpressure honest in both directions.
  */
 import net from 'node:net';
-import { MAX_CHUNK_SIZE, StreamDeframer, encodeFrame, type Frame } from '../protocol/index.js';
+import { MAX_CHUNK_SIZE, StreamDeframer, encodeFrame, fitMessage, type Frame } from '../protocol/index.js';
 import { SockxferError, errnoToCode, toSockxferError } from '../errors.js';
 import { formatHostPort, type HostPort } from './address.js';
 import { foreignSession } from './session.js';
@@ -193,7 +193,7 @@ export class TcpTransport implements Transport {
     this.fail(error);
     if (!this.socket.destroyed && !this.socket.writableEnded) {
       try {
-        this.send({ type: 'error', code: error.wireCode, message: error.message.slice(0, 1000) });
+        this.send({ type: 'error', code: error.wireCode, message: fitMessage(error.message) });
       } catch {
         // the connection is already gone: nobody to tell
       }

@@ -12,7 +12,7 @@
  * flow-control window (ACKs carry how many payload bytes the peer may have sent in all).
  */
 import { SockxferError } from '../../errors.js';
-import { StreamDeframer, dataLength, encodeFrameToBuffer, type Frame } from '../../protocol/index.js';
+import { StreamDeframer, dataLength, encodeFrameToBuffer, fitMessage, type Frame } from '../../protocol/index.js';
 import { foreignSession } from '../session.js';
 import type { Transport, TransportStats } from '../transport.js';
 import { AckTracker, MAX_ACK_DELAY_MS } from './ack-tracker.js';
@@ -330,7 +330,7 @@ export class UdpConnection implements Transport {
       // The ERROR goes out at once, past the congestion window and the pacer (it is one small
       // packet, and the peer must learn why we stop), and is resent like any control frame until
       // acknowledged, for up to ABORT_GRACE_MS.
-      const encoded = encodeFrameToBuffer({ type: 'error', code: error.wireCode, message: error.message.slice(0, 1000) }, this.session);
+      const encoded = encodeFrameToBuffer({ type: 'error', code: error.wireCode, message: fitMessage(error.message) }, this.session);
       let told: () => void = () => {};
       const acknowledged = new Promise<void>((resolve) => (told = resolve));
       const m = this.message('stream', this.streamOffset, encoded, () => told());
