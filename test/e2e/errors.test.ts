@@ -1,7 +1,8 @@
 /**
  * End-to-end failures through the built CLI: each one exits with its documented status, ends
- * stdout with an `error` event carrying the documented code, and leaves no temporary file and no
- * file under the final name. Fake peers made with node:net play the receiver or the sender where
+ * stdout with an `error` event carrying the documented code, and leaves no file under the final
+ * name: a transfer refused leaves no temporary file, one cut short mid-file leaves only its resume
+ * data (`.sockxfer-partial/<key>.part` + `<key>.journal`). Fake peers made with node:net play the receiver or the sender where
  * the real CLI cannot be made to misbehave.
  */
 import { randomBytes } from 'node:crypto';
@@ -14,7 +15,6 @@ import { TRAILER_SIZE, crc32c, decodeFrame, encodeFrameToBuffer, type Frame } fr
 import {
   closedPort,
   listDir,
-  partFiles,
   randomFile,
   send,
   sha256File,
@@ -24,6 +24,8 @@ import {
   useWorkspace,
   exitWithin,
 } from '../helpers/cli.js';
+import { expectInProgress, expectKeptForResume } from '../helpers/partial.js';
+import { PARTIAL } from '../helpers/tree.js';
 
 const ws = useWorkspace();
 const fakes: Array<{ server?: net.Server; sockets: Set<net.Socket> }> = [];
@@ -144,7 +146,7 @@ describe('exit statuses and error events', () => {
 });
 
 describe('usage errors: exit 2', () => {
-  const cases: Array<{ title: string; args: (file: string, out: string) => string[]; stderr: RegExp }> = [
+  const cases: Array<{ title: string; args: (file: string, out: string) => string[]; stderr: RegExp; notStderr?: RegExp }> = [
     { title: 'no arguments', args: () => [], stderr: /Usage: sockxfer/ },
     { title: 'an unknown command', args: () => ['frobnicate'], stderr: /unknown command 'frobnicate'/ },
     { title: '`send` with one argument', args: (file) => ['send', file, '--json'], stderr: /missing host:port/ },
@@ -154,7 +156,12 @@ describe('usage errors: exit 2', () => {
     { title: '--datagram-size 100', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--udp', '--datagram-size', '100'], stderr: /--datagram-size/ },
     { title: '--rate 1', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--udp', '--rate', '1'], stderr: /--rate/ },
     { title: '--cc cubic', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--udp', '--cc', 'cubic'], stderr: /cubic/ },
-    { title: 'UDP options without --udp', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--rate', '10M', '--cc', 'reno'], stderr: /--cc, --rate only apply with --udp/ },
+    // --rate applies over TCP too: it is not among the UDP-only options named (see the TCP --rate test below).
+    { title: 'UDP options without --udp', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--rate', '10M', '--datagram-size', '1200', '--cc', 'reno'], stderr: /^error: --datagram-size, --cc only apply with --udp$/m, notStderr: /--rate/ },
+    { title: '--cc without --udp', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--cc', 'reno'], stderr: /^error: --cc only applies with --udp$/m },
+    { title: '--datagram-size without --udp', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--datagram-size', '1200'], stderr: /^error: --datagram-size only applies with --udp$/m },
+    // Over TCP the rate is still checked.
+    { title: '--rate 1 without --udp', args: (file) => ['send', file, '127.0.0.1:9', '--json', '--rate', '1'], stderr: /--rate/ },
     { title: 'receive --transport sctp', args: (_file, out) => ['receive', '--port', '0', '--dir', out, '--json', '--transport', 'sctp'], stderr: /sctp/ },
   ];
   for (const c of cases) {
@@ -164,12 +171,23 @@ describe('usage errors: exit 2', () => {
       const proc = sockxfer(c.args(file, ws.out));
       expect(await proc.exited, proc.stderr()).toBe(2);
       expect(proc.stderr()).toMatch(c.stderr);
+      if (c.notStderr) expect(proc.stderr()).not.toMatch(c.notStderr);
       expect(proc.stray).toEqual([]);
       // With --json, a parse error is still reported as the last (and only) event.
       const args = c.args(file, ws.out);
       expect(proc.events).toEqual(args.includes('--json') ? [expect.objectContaining({ event: 'error', code: 'E_USAGE', exitCode: 2 })] : []);
     });
   }
+
+  it('--rate 8M without --udp is accepted (it applies over TCP): past the parser, a closed port gives exit 3, E_CONNECT_REFUSED', async () => {
+    const file = path.join(ws.src, 'a.bin');
+    await randomFile(file, 10);
+    const port = await closedPort();
+    const r = await send(file, `127.0.0.1:${port}`, ['--rate', '8M']);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.events).toMatchObject([{ event: 'error', code: 'E_CONNECT_REFUSED', exitCode: 3 }]);
+    expect(r.stderr).not.toMatch(/only appl(y|ies) with --udp/);
+  });
 
   for (const target of ['nohost', 'h:99999']) {
     it(`the bad target "${target}", with an E_USAGE error event`, async () => {
@@ -221,21 +239,23 @@ describe('a peer that dies mid-transfer', () => {
     expect(await sender.exited, sender.stderr()).toBe(3);
     expect(sender.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3 });
     expect(await receiver.exited).toBe(128 + 9);
-    // A SIGKILLed receiver cannot remove its temporary file; the final name must still be empty.
+    // A SIGKILLed receiver cannot tidy up; the final name must still be empty, and any partial data is inside .sockxfer-partial.
     expect(await exists(path.join(ws.out, 'big.bin'))).toBe(false);
+    expect((await listDir(ws.out)).filter((n) => n !== PARTIAL)).toEqual([]);
   });
 
-  it('sender killed (SIGKILL): the --once receiver exits 3 and leaves neither a temporary nor a final file', async () => {
+  it('sender killed (SIGKILL): the --once receiver exits 3, keeps the partial data for a resume, nothing under the final name', async () => {
     const file = path.join(ws.src, 'big.bin');
     await sparseFile(file, 2 * 1024 ** 3);
     const { proc: receiver, address } = await startReceiver(ws.out, ['--once']);
     const sender = sockxfer(['send', file, address, '--json']);
     await receiver.waitFor((e) => e.event === 'progress' && (e.bytes as number) > 0);
-    expect(await partFiles(ws.out)).toHaveLength(1);
+    // The file in progress exists now (in .sockxfer-partial), so the check on what is left below is a real one.
+    await expectInProgress(ws.out, 'big.bin');
     sender.child.kill('SIGKILL');
     expect(await receiver.exited, receiver.stderr()).toBe(3);
     expect(receiver.events.at(-1)).toMatchObject({ event: 'error', code: 'E_CONNECTION_LOST', exitCode: 3, name: 'big.bin' });
-    expect(await listDir(ws.out)).toEqual([]);
+    await expectKeptForResume(ws.out, 'big.bin', 2 * 1024 ** 3);
   });
 });
 

@@ -1,7 +1,7 @@
 /**
  * End-to-end transfers through the built CLI (dist/bin/sockxfer.js) over 127.0.0.1, port 0:
  * every file arrives byte-identical (SHA-256 of source and result), with its mode and mtime,
- * and no temporary file is left in the target folder.
+ * and nothing but the final names is left in the target folder (no temporary file, no `.sockxfer-partial`).
  */
 import fs from 'node:fs/promises';
 import net from 'node:net';
@@ -41,7 +41,7 @@ async function roundTrip(name: string, size: number, sendArgs: string[] = []) {
   expect(run.sent.code, run.sent.stderr).toBe(0);
   expect(run.receiverCode, run.receiver.stderr()).toBe(0);
   expect(await sha256File(path.join(ws.out, name))).toBe(sha);
-  // The final name and nothing else: no temporary file left behind.
+  // The final name and nothing else: no temporary file left behind, and no .sockxfer-partial after a success.
   expect(await listDir(ws.out)).toEqual([name]);
   const senderDone = run.sent.last!;
   expect(senderDone).toMatchObject({ event: 'done', name, bytes: size, transport: 'tcp', peer: run.address });

@@ -3,7 +3,8 @@
  * ::1: plain, with every datagram size, through the seeded impairment relay (loss, reordering,
  * duplication, corruption in both directions; an ACK blackout; a lost tail), many senders at
  * once, a receiver that dies, hostile datagrams, and the wrong transport. Every transfer that
- * succeeds is checked byte for byte (SHA-256 of source and result) and leaves no temporary file.
+ * succeeds is checked byte for byte (SHA-256 of source and result) and leaves the final name and
+ * nothing else in the folder (no temporary file, no `.sockxfer-partial`).
  *
  * The relay runs in this process (src/impair/relay.ts), between sender and receiver:
  *   sender → 127.0.0.1:relay.port → relay → receiver
@@ -32,6 +33,7 @@ import {
   exitWithin,
 } from '../helpers/cli.js';
 import { mulberry32, seededBytes } from '../helpers/seeded.js';
+import { PARTIAL } from '../helpers/tree.js';
 
 const ws = useWorkspace();
 
@@ -107,7 +109,7 @@ interface Run {
 
 /**
  * The checks every successful transfer gets: exit 0 on both sides, the file byte-identical
- * under its name and nothing else in the folder (no `.part`), done events over UDP with stats
+ * under its name and nothing else in the folder (no `.part`, no `.sockxfer-partial`), done events over UDP with stats
  * on both sides and the same hash. Returns both done events.
  */
 async function expectDelivered(run: Run, name: string, sha: string, size: number, peer: string): Promise<{ senderDone: JsonEvent; receiverDone: JsonEvent }> {
@@ -453,8 +455,8 @@ describe('a receiver killed mid-transfer (SIGKILL)', () => {
     expect(sender.events.at(-1), context).toMatchObject({ event: 'error', code: 'E_TIMEOUT', exitCode: 4 });
     // The idle timeout counts from the last packet, which came just before the kill.
     expect(elapsed, context).toBeLessThan(3000 + 2000);
-    // Whatever the receiver left, nothing is at the final name (a .part may stay after SIGKILL).
-    expect(await listDir(ws.out)).not.toContain('big.bin');
+    // Whatever the receiver left, nothing is at the final name: partial data may stay after SIGKILL, but only inside .sockxfer-partial.
+    expect((await listDir(ws.out)).filter((n) => n !== PARTIAL)).toEqual([]);
   });
 
   it('directly: the sender exits 3 (port unreachable) or 4 (timeout)', async () => {
@@ -465,7 +467,7 @@ describe('a receiver killed mid-transfer (SIGKILL)', () => {
     expect([3, 4], context).toContain(code);
     expect(sender.events.at(-1), context).toMatchObject({ event: 'error', exitCode: code });
     expect(elapsed, context).toBeLessThan(3000 + 2000);
-    expect(await listDir(ws.out)).not.toContain('big.bin');
+    expect((await listDir(ws.out)).filter((n) => n !== PARTIAL)).toEqual([]);
   });
 });
 
