@@ -5,7 +5,9 @@
  */
 import fs from 'node:fs/promises';
 import net from 'node:net';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { SockxferError, type ErrorCode } from '../../src/errors.js';
@@ -186,10 +188,22 @@ describe('collectSources', () => {
     await expectRejected(collectSources([path.join(root, 'missing')]), 'E_NOT_FOUND', /cannot read .*missing/);
   });
 
-  it.skipIf(process.getuid?.() === 0)('an unreadable file named on the command line → E_PERMISSION, before anything is sent', async () => {
+  it('an unreadable file named on the command line → E_PERMISSION, before anything is sent', async () => {
     const p = await make('secret.txt', 'secret');
     await fs.chmod(p, 0o000);
-    await expectRejected(collectSources([p]), 'E_PERMISSION', /cannot read .*secret\.txt/);
+    if (process.getuid?.() !== 0) {
+      await expectRejected(collectSources([p]), 'E_PERMISSION', /cannot read .*secret\.txt/);
+      return;
+    }
+    // Root reads anything: as root, the same check runs as nobody, in a child process, on the
+    // built module (npm test builds first).
+    await fs.chmod(root, 0o755);
+    const module = pathToFileURL(path.resolve('dist/src/transfer/sources.js')).href;
+    const script = `import { collectSources } from ${JSON.stringify(module)};
+collectSources([${JSON.stringify(p)}]).then(() => console.log('accepted'), (e) => console.log(e.code + ' ' + e.message));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 20_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toMatch(/^E_PERMISSION cannot read .*secret\.txt/);
   });
 
   it('more entries than maxEntries → E_USAGE', async () => {
