@@ -12,6 +12,27 @@ export class RangeSet {
     return this.total;
   }
 
+  /**
+   * The set of `ranges` ([start, end) pairs, in order, not overlapping; touching ones merge), all
+   * within [0, limit); null when they are not (they come from a peer). Costs one step per range,
+   * not per integer: a resumed file of millions of chunks is a few ranges.
+   */
+  static fromRanges(ranges: ReadonlyArray<readonly [number, number]>, limit: number): RangeSet | null {
+    const set = new RangeSet();
+    let last = 0;
+    for (const [start, end] of ranges) {
+      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < last || end <= start || end > limit) return null;
+      if (set.ends.length > 0 && start === last) set.ends[set.ends.length - 1] = end;
+      else {
+        set.starts.push(start);
+        set.ends.push(end);
+      }
+      set.total += end - start;
+      last = end;
+    }
+    return set;
+  }
+
   /** One past the largest integer held (0 when empty). */
   get end(): number {
     return this.ends.length === 0 ? 0 : this.ends[this.ends.length - 1]!;

@@ -482,8 +482,8 @@ class IncomingTransfer {
       batch.push(a);
       bytes += size;
       if (a.action !== 'refuse' && plan.entry.kind !== 'directory') {
-        const have = new RangeSet();
-        for (const [start, end] of a.have) for (let c = start; c < end; c++) have.add(c);
+        // heldChunks made these ranges: in order, apart, within the file.
+        const have = RangeSet.fromRanges(a.have, Number.MAX_SAFE_INTEGER)!;
         this.incoming.set(a.index, { plan, part: null, hasher: null, have, end: null, shortChunk: -1, shortLength: 0, failure: null, done: false, resumed: a.have.length > 0 });
       }
     }
@@ -632,7 +632,6 @@ class IncomingTransfer {
       if (inc.shortChunk !== -1 && (inc.shortChunk !== count - 1 || inc.shortLength !== lastLength)) {
         throw new SockxferError('E_PROTOCOL', `END says ${frame.size} bytes, but chunk ${inc.shortChunk} had ${inc.shortLength}`);
       }
-      if (inc.have.has(count - 1) && lastLength === chunkSize && inc.shortChunk !== -1) throw new SockxferError('E_PROTOCOL', 'a short stream chunk before the end');
     }
     // A check entry ends at its END: up to date, or refused (finishEntry says which); an update
     // entry ends there only when up to date, else its data follows as for any file.

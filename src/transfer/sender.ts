@@ -150,9 +150,15 @@ class OutgoingTransfer {
   private readonly accepts = new Map<number, AcceptEntry>();
   private readonly results = new Map<number, EntryResult>();
   private readonly verdicts = new Map<number, VerdictFrame>();
-  /** Local outcomes decided before any verdict (a source that vanished, a refusal). */
+  /** Bytes of each entry actually sent; the hash of each as sent here; the length of a stream. */
   private readonly sentBytes = new Map<number, number>();
+  private readonly localDigests = new Map<number, Buffer>();
+  private readonly streamSizes = new Map<number, number>();
   private readonly chunkSize: number;
+  /** Bytes per second (0: no cap), and what the throttle has let through since it started. */
+  private readonly rateLimit: number;
+  private throttled = 0;
+  private throttleStart: number | null = null;
   private info: TransferInfo | null = null;
   /** Entries sent whose verdict has not come yet. */
   private readonly awaiting = new Set<number>();
@@ -168,6 +174,7 @@ class OutgoingTransfer {
     private readonly observer: SendObserver,
   ) {
     this.chunkSize = Math.min(options.chunkSize, transport.maxChunkSize);
+    this.rateLimit = options.rateLimit ?? 0;
     this.entries = sources.map((s, index) => ({ index, kind: s.kind, name: s.name, size: s.size, mode: s.mode, mtimeMs: s.mtimeMs }));
   }
 
@@ -301,8 +308,6 @@ class OutgoingTransfer {
     this.record(entry, { result: v.status, digest: digest?.toString('hex') ?? null, path: v.path, ...(resumed ? { resumed } : {}) });
   }
 
-  private readonly localDigests = new Map<number, Buffer>();
-
   private record(entry: OfferEntry, outcome: Omit<EntryResult, 'index' | 'kind' | 'name' | 'bytes'> & { bytes?: number }, quiet = false): void {
     const result: EntryResult = {
       index: entry.index,
@@ -358,7 +363,9 @@ class OutgoingTransfer {
           return;
         }
       } else {
-        for (const [start, end] of accept.have) for (let c = start; c < end; c++) have.add(c);
+        const held = RangeSet.fromRanges(accept.have, Math.ceil(entry.size / this.chunkSize));
+        if (held === null) throw new SockxferError('E_PROTOCOL', `${this.transport.remote} offered held chunk ranges for ${entry.name} that are out of order or past its end`);
+        have = held;
       }
       const hasher = await createHasher(this.options.hash);
       await this.streamChunks(entry, handle, hasher, have);
@@ -419,7 +426,7 @@ class OutgoingTransfer {
     for (let off = 0, chunk = 0; off < bytes.length; off += this.chunkSize, chunk++) {
       if (this.stopped) throw this.stopped;
       const data = [bytes.subarray(off, off + this.chunkSize)];
-      await this.throttle(data[0]!.length);
+      if (this.rateLimit > 0) await this.throttle(data[0]!.length);
       if (!this.transport.send({ type: 'data', index: entry.index, chunk, data })) await this.transport.drain();
     }
     this.sentBytes.set(entry.index, bytes.length);
@@ -475,7 +482,7 @@ class OutgoingTransfer {
         const data = [buf.subarray(off, off + chunkSize)];
         unreleased++;
         sent += data[0]!.length;
-        await this.throttle(data[0]!.length);
+        if (this.rateLimit > 0) await this.throttle(data[0]!.length);
         if (!transport.send({ type: 'data', index: entry.index, chunk, data }, release)) await transport.drain();
       }
       release();
@@ -485,19 +492,14 @@ class OutgoingTransfer {
     this.sentBytes.set(entry.index, sent);
   }
 
-  /** With a rate limit: waits until `bytes` more keep the average since the start under it. */
+  /** Under a rate limit (callers check rateLimit > 0 first): waits until `bytes` more keep the average since the start under it. */
   private async throttle(bytes: number): Promise<void> {
-    const rate = this.options.rateLimit ?? 0;
-    if (rate <= 0) return;
     this.throttled += bytes;
     this.throttleStart ??= performance.now();
-    const due = this.throttleStart + (this.throttled / rate) * 1000;
+    const due = this.throttleStart + (this.throttled / this.rateLimit) * 1000;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
   }
-
-  private throttled = 0;
-  private throttleStart: number | null = null;
 
   /** Sends standard input (of unknown length) in chunks as it comes; END carries its length. */
   private async sendStream(entry: OfferEntry, input: NodeJS.ReadableStream): Promise<void> {
@@ -511,7 +513,7 @@ class OutgoingTransfer {
       const data = [pending.subarray(0, filled)];
       hasher.update(data[0]!);
       size += filled;
-      await this.throttle(filled);
+      if (this.rateLimit > 0) await this.throttle(filled);
       const ok = transport.send({ type: 'data', index: entry.index, chunk: chunk++, data });
       pending = Buffer.allocUnsafe(chunkSize);
       filled = 0;
@@ -542,8 +544,6 @@ class OutgoingTransfer {
     this.streamSizes.set(entry.index, size);
     this.sendEnd(entry, size, digest);
   }
-
-  private readonly streamSizes = new Map<number, number>();
 }
 
 /**

@@ -80,40 +80,61 @@ export function checkParents(root: string, rel: string): void {
   }
 }
 
+/**
+ * One operation (an fsync, a syncfs) shared by everyone who asks for it: `request()` resolves
+ * once a run that started after the call has finished. Callers that ask while a run is going
+ * wait for the next one (it may have started before their change), and all of them share it.
+ */
+export class SharedRun {
+  private running: Promise<void> | null = null;
+  private next: Promise<void> | null = null;
+
+  constructor(private readonly run: () => Promise<void>) {}
+
+  /** True while a run is going or due. */
+  get busy(): boolean {
+    return this.running !== null || this.next !== null;
+  }
+
+  request(): Promise<void> {
+    if (this.running === null) {
+      this.running = this.run().finally(() => {
+        this.running = null;
+      });
+      return this.running;
+    }
+    this.next ??= this.running
+      .catch(() => {})
+      .then(() => {
+        this.next = null;
+        return this.request();
+      });
+    return this.next;
+  }
+}
+
 /** Shared folder fsyncs: `sync(dir)` resolves once an fsync of `dir` that started after the call has finished. */
 export class DirectorySyncer {
-  private readonly state = new Map<string, { running: Promise<void>; next: Promise<void> | null }>();
+  private readonly runs = new Map<string, SharedRun>();
 
   sync(dir: string): Promise<void> {
-    const s = this.state.get(dir);
-    if (!s) {
-      const running = this.run(dir);
-      this.state.set(dir, { running, next: null });
-      return running;
+    let run = this.runs.get(dir);
+    if (!run) {
+      run = new SharedRun(() => fsyncDirectory(dir).catch((err) => Promise.reject(ioError(err, `cannot fsync the folder ${dir}`))));
+      this.runs.set(dir, run);
     }
-    // An fsync is running: it may have started before our change, so wait for the one after it.
-    s.next ??= s.running.catch(() => {}).then(() => {
-      const t = this.state.get(dir)!;
-      t.next = null;
-      const running = this.run(dir);
-      t.running = running;
-      return running;
-    });
-    return s.next;
-  }
-
-  private run(dir: string): Promise<void> {
-    const p = fsyncDirectory(dir).catch((err) => Promise.reject(ioError(err, `cannot fsync the folder ${dir}`)));
-    void p.then(
-      () => this.forget(dir, p),
-      () => this.forget(dir, p),
+    const shared = run;
+    const done = shared.request();
+    // Forgotten once idle, so that a long-running receiver does not keep every folder it saw.
+    void done.then(
+      () => this.forget(dir, shared),
+      () => this.forget(dir, shared),
     );
-    return p;
+    return done;
   }
 
-  private forget(dir: string, p: Promise<void>): void {
-    const s = this.state.get(dir);
-    if (s && s.running === p && s.next === null) this.state.delete(dir);
+  private forget(dir: string, run: SharedRun): void {
+    if (!run.busy && this.runs.get(dir) === run) this.runs.delete(dir);
   }
 }
 
@@ -131,8 +152,7 @@ export class FilesystemSyncer {
   private child: ChildProcess | null = null;
   private readonly answers: Array<(ok: boolean) => void> = [];
   private buffered = '';
-  private running: Promise<void> | null = null;
-  private next: Promise<void> | null = null;
+  private readonly shared = new SharedRun(() => this.run());
 
   constructor(private readonly dir: string) {}
 
@@ -191,19 +211,7 @@ export class FilesystemSyncer {
   }
 
   sync(): Promise<void> {
-    if (this.running === null) {
-      this.running = this.run().finally(() => {
-        this.running = null;
-      });
-      return this.running;
-    }
-    this.next ??= this.running
-      .catch(() => {})
-      .then(() => {
-        this.next = null;
-        return this.sync();
-      });
-    return this.next;
+    return this.shared.request();
   }
 
   private run(): Promise<void> {

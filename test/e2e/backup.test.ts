@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DEFAULT_SEND_OPTIONS, send as sendInProcess, type TransferResult } from '../../src/transfer/index.js';
 import {
   closedPort,
@@ -24,11 +24,9 @@ import {
   type JsonEvent,
 } from '../helpers/cli.js';
 import { seededBytes } from '../helpers/seeded.js';
-import { PARTIAL, buildTree, feedStdin, partialEntries, scanTree, setMtime, sha256, sockxferRaw, stopRaw, type TreeSpec } from '../helpers/tree.js';
+import { PARTIAL, buildTree, feedStdin, partialEntries, scanTree, setMtime, sha256, type TreeSpec } from '../helpers/tree.js';
 
 const ws = useWorkspace();
-// Registered after useWorkspace's hook, so it runs before the workspace is removed.
-afterEach(stopRaw);
 
 const KINDS = ['tcp', 'udp'] as const;
 type Kind = (typeof KINDS)[number];
@@ -129,7 +127,7 @@ describe.each(KINDS)('standard input over %s', (kind) => {
     const size = 5 * MiB + 123;
     const data = seededBytes(size, 77);
     const { proc: receiver, address } = await startReceiver(ws.out, ['--once']);
-    const sender = sockxferRaw(['send', '-', address, '--name', 'x.bin', '--json', ...transportArgs(kind)], { stdin: true });
+    const sender = sockxfer(['send', '-', address, '--name', 'x.bin', '--json', ...transportArgs(kind)], { stdin: true });
     // Uneven pieces, so chunk boundaries never line up with writes.
     await feedStdin(sender, data, 100_003);
     const code = await within(sender.exited, 20_000, () => `the stdin sender still runs; stderr:\n${sender.stderr()}`);
@@ -152,7 +150,7 @@ describe.each(KINDS)('receive --once --stdout over %s', (kind) => {
     const size = 3 * MiB + 7;
     const file = path.join(ws.src, 'dump.sql');
     await randomFile(file, size);
-    const receiver = sockxferRaw(['receive', '--port', '0', '--host', '127.0.0.1', '--dir', ws.out, '--once', '--stdout', '--json'], { eventsOn: 'stderr' });
+    const receiver = sockxfer(['receive', '--port', '0', '--host', '127.0.0.1', '--dir', ws.out, '--once', '--stdout', '--json'], { eventsOn: 'stderr' });
     const listening = await within(receiver.waitFor((e) => e.event === 'listening'), 10_000, () => `listening event; stderr:\n${receiver.stderr()}`);
     const sent = await send(file, `127.0.0.1:${listening.port as number}`, transportArgs(kind));
     const receiverCode = await within(receiver.exited, 15_000, () => `the --stdout receiver still runs; stderr:\n${receiver.stderr()}`);

@@ -22,8 +22,10 @@ export interface JsonEvent {
 
 export interface Proc {
   child: ChildProcess;
-  /** Every NDJSON event seen on stdout so far. */
+  /** Every NDJSON event seen so far (on stdout, or on stderr with `eventsOn: 'stderr'`). */
   events: JsonEvent[];
+  /** Every byte written to stdout so far. */
+  stdout: () => Buffer;
   /** stderr so far. */
   stderr: () => string;
   /** stdout lines that were not JSON (there should be none with --json). */
@@ -38,12 +40,23 @@ const running = new Set<ChildProcess>();
 
 const SIGNALS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
+export interface ProcOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  uid?: number;
+  gid?: number;
+  /** Pipe standard input (for `send -`); otherwise it is closed. */
+  stdin?: boolean;
+  /** Where the NDJSON events are: stdout (default) or stderr (`receive --stdout`, whose stdout is the data). */
+  eventsOn?: 'stdout' | 'stderr';
+}
+
 /** Starts `sockxfer ...args`. */
-export function sockxfer(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {}): Proc {
+export function sockxfer(args: string[], options: ProcOptions = {}): Proc {
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: options.cwd ?? ROOT,
     env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     // Only when asked: a test run as root drops to another user to meet a real permission error.
     ...(options.uid !== undefined ? { uid: options.uid } : {}),
     ...(options.gid !== undefined ? { gid: options.gid } : {}),
@@ -51,11 +64,18 @@ export function sockxfer(args: string[], options: { cwd?: string; env?: NodeJS.P
   running.add(child);
   const events: JsonEvent[] = [];
   const stray: string[] = [];
+  const stdoutChunks: Buffer[] = [];
   let stderr = '';
+  child.stdout!.on('data', (b: Buffer) => stdoutChunks.push(b));
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (s: string) => (stderr += s));
+  // Writing to a child that died (a test kills it) must not crash the test process.
+  child.stdin?.on('error', () => {});
+  const onStderr = options.eventsOn === 'stderr';
   const waiters: Array<{ pred: (e: JsonEvent) => boolean; resolve: (e: JsonEvent) => void }> = [];
-  readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+  readline.createInterface({ input: onStderr ? child.stderr! : child.stdout! }).on('line', (line) => {
+    // On stderr the events sit among the human lines.
+    if (onStderr && !line.startsWith('{')) return;
     let e: JsonEvent;
     try {
       e = JSON.parse(line) as JsonEvent;
@@ -83,7 +103,7 @@ export function sockxfer(args: string[], options: { cwd?: string; env?: NodeJS.P
       void exited.then((code) => reject(new Error(`sockxfer ${args.join(' ')} exited with ${code} before the awaited event; stderr:\n${stderr}`)));
     });
   };
-  return { child, events, stray, stderr: () => stderr, exited, waitFor };
+  return { child, events, stray, stdout: () => Buffer.concat(stdoutChunks), stderr: () => stderr, exited, waitFor };
 }
 
 /** Starts a receiver on 127.0.0.1, port 0, and waits for its `listening` event. */
@@ -116,11 +136,6 @@ export { randomFile, sha256File } from '../../bench/files.js';
 /** Names in a folder, sorted (to check that no temporary file is left behind). */
 export async function listDir(dir: string): Promise<string[]> {
   return (await fs.readdir(dir)).sort();
-}
-
-/** Temporary files a receiver left in `dir` (`.sockxfer-….part`); there must be none after a transfer ends. */
-export async function partFiles(dir: string): Promise<string[]> {
-  return (await listDir(dir)).filter((n) => n.startsWith('.sockxfer-') && n.endsWith('.part'));
 }
 
 /** A sparse file of `size` bytes that reads as zeros: big enough to stop a transfer midway, instant to make. */

@@ -4,13 +4,10 @@
  * input piped in and standard output kept as raw bytes (for `send -` and `receive --stdout`).
  * Processes started here are stopped by `stopRaw()` (call in afterEach), as cli.ts does for its own.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import readline from 'node:readline';
-import type { Readable } from 'node:stream';
-import { BIN, ROOT, type JsonEvent } from './cli.js';
+import type { Proc } from './cli.js';
 
 // ---- Trees --------------------------------------------------------------------------------
 
@@ -97,88 +94,11 @@ export async function partialEntries(dir: string): Promise<string[]> {
   }
 }
 
-// ---- The CLI with piped standard input and raw standard output --------------------------------
-
-export interface RawProc {
-  child: ChildProcess;
-  /** NDJSON events seen so far (on stdout, or on stderr with `eventsOn: 'stderr'`). */
-  events: JsonEvent[];
-  /** Every byte written to stdout so far. */
-  stdout: () => Buffer;
-  stderr: () => string;
-  /** Exit code, or 128 + signal number. */
-  exited: Promise<number>;
-  /** The first event matching `pred` (seen already or future); rejects if the process exits first. */
-  waitFor: (pred: (e: JsonEvent) => boolean) => Promise<JsonEvent>;
-}
-
-const rawRunning = new Set<ChildProcess>();
-const SIGNALS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
-
-/**
- * Starts `sockxfer ...args` with stdin piped (when asked) and stdout kept as bytes. Events are
- * read from stdout, or from stderr (`receive --stdout` writes its events there, among its human lines).
- */
-export function sockxferRaw(args: string[], options: { stdin?: boolean; eventsOn?: 'stdout' | 'stderr' } = {}): RawProc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: process.env, stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
-  rawRunning.add(child);
-  const events: JsonEvent[] = [];
-  const stdoutChunks: Buffer[] = [];
-  let stderr = '';
-  const waiters: Array<{ pred: (e: JsonEvent) => boolean; resolve: (e: JsonEvent) => void }> = [];
-  const onLine = (line: string) => {
-    if (!line.startsWith('{')) return;
-    let e: JsonEvent;
-    try {
-      e = JSON.parse(line) as JsonEvent;
-    } catch {
-      return;
-    }
-    events.push(e);
-    for (const w of waiters.splice(0)) {
-      if (w.pred(e)) w.resolve(e);
-      else waiters.push(w);
-    }
-  };
-  child.stdout!.on('data', (b: Buffer) => stdoutChunks.push(b));
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (s: string) => (stderr += s));
-  const eventStream: Readable = options.eventsOn === 'stderr' ? child.stderr! : child.stdout!;
-  readline.createInterface({ input: eventStream }).on('line', onLine);
-  // Writing to a child that died (a test kills it) must not crash the test process.
-  child.stdin?.on('error', () => {});
-  const exited = new Promise<number>((resolve) => {
-    child.on('close', (code, signal) => {
-      rawRunning.delete(child);
-      resolve(code ?? 128 + (SIGNALS[signal ?? ''] ?? 0));
-    });
-  });
-  const waitFor = (pred: (e: JsonEvent) => boolean) => {
-    const seen = events.find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise<JsonEvent>((resolve, reject) => {
-      waiters.push({ pred, resolve });
-      void exited.then((code) => reject(new Error(`sockxfer ${args.join(' ')} exited with ${code} before the awaited event; stderr:\n${stderr}`)));
-    });
-  };
-  return { child, events, stdout: () => Buffer.concat(stdoutChunks), stderr: () => stderr, exited, waitFor };
-}
-
 /** Writes `data` to `proc`'s stdin in pieces of `piece` bytes, waiting for drain, then ends it. */
-export async function feedStdin(proc: RawProc, data: Buffer, piece: number): Promise<void> {
+export async function feedStdin(proc: Proc, data: Buffer, piece: number): Promise<void> {
   const stdin = proc.child.stdin!;
   for (let at = 0; at < data.length; at += piece) {
     if (!stdin.write(data.subarray(at, at + piece))) await new Promise<void>((resolve) => stdin.once('drain', resolve));
   }
   await new Promise<void>((resolve) => stdin.end(resolve));
-}
-
-/** Kills every process started with `sockxferRaw` (call in afterEach). */
-export async function stopRaw(): Promise<void> {
-  const waits: Array<Promise<unknown>> = [];
-  for (const child of rawRunning) {
-    waits.push(new Promise((resolve) => child.once('close', resolve)));
-    child.kill('SIGKILL');
-  }
-  await Promise.all(waits);
 }

@@ -127,3 +127,25 @@ describe('RangeSet', () => {
     }
   });
 });
+
+describe('RangeSet.fromRanges', () => {
+  it('builds the set in one step per range, merging touching ranges', () => {
+    const set = RangeSet.fromRanges([[0, 3], [3, 5], [10, 1_000_000]], 2_000_000)!;
+    expect(set.ranges()).toEqual([[0, 5], [10, 1_000_000]]);
+    expect(set.size).toBe(5 + 999_990);
+    expect(set.has(4)).toBe(true);
+    expect(set.has(5)).toBe(false);
+    expect(set.end).toBe(1_000_000);
+  });
+
+  it.each([
+    ['out of order', [[5, 6], [0, 1]]],
+    ['overlapping', [[0, 5], [4, 6]]],
+    ['empty range', [[2, 2]]],
+    ['past the limit', [[0, 11]]],
+    ['negative', [[-1, 2]]],
+    ['not an integer', [[0.5, 2]]],
+  ] as Array<[string, Array<[number, number]>]>)('refuses ranges %s', (_what, ranges) => {
+    expect(RangeSet.fromRanges(ranges, 10)).toBeNull();
+  });
+});
