@@ -76,6 +76,8 @@ export interface XferOptions {
    * sends to (e.g. a relay in front of the receiver). Default: the receiver's port.
    */
   via?: (receiverPort: number) => Promise<number>;
+  /** Both sides get --key-file this file: authenticated and encrypted. */
+  keyFile?: string;
 }
 
 export interface XferResult {
@@ -125,12 +127,12 @@ export async function runXfer(ctx: Context, o: XferOptions): Promise<XferResult>
   const recv = startSockxfer(
     ctx,
     `${o.label} receive`,
-    ['receive', '--port', '0', '--host', '127.0.0.1', '--transport', o.transport, '--dir', ctx.outDir, '--once', '--json'],
+    ['receive', '--port', '0', '--host', '127.0.0.1', '--transport', o.transport, '--dir', ctx.outDir, '--once', '--json', ...(o.keyFile ? ['--key-file', o.keyFile] : [])],
     recvRss,
   );
   const listening = await recv.waitFor((e) => e.event === 'listening', 15_000);
   const port = o.via ? await o.via(listening.port as number) : (listening.port as number);
-  const sendArgs = ['send', ctx.src, `127.0.0.1:${port}`, '--json', '--hash', o.hash];
+  const sendArgs = ['send', ctx.src, `127.0.0.1:${port}`, '--json', '--hash', o.hash, ...(o.keyFile ? ['--key-file', o.keyFile] : [])];
   if (o.transport === 'udp') sendArgs.push('--udp', ...(o.datagramSize !== undefined ? ['--datagram-size', String(o.datagramSize)] : []));
   const send = startSockxfer(ctx, `${o.label} send`, sendArgs, sendRss);
   // Both bounded by the limit (a process still running then is killed); on failure, say what
@@ -151,6 +153,7 @@ export async function runXfer(ctx: Context, o: XferOptions): Promise<XferResult>
   const sent = [...send.events].reverse().find((e) => e.event === 'done');
   const got = [...recv.events].reverse().find((e) => e.event === 'done');
   if (!sent || !got) throw new Error(`${o.label}: exit 0 but no done event from the ${sent ? 'receiver' : 'sender'}`);
+  if (sent.encrypted !== Boolean(o.keyFile) || got.encrypted !== Boolean(o.keyFile)) throw new Error(`${o.label}: encrypted is ${String(sent.encrypted)}/${String(got.encrypted)}, expected ${Boolean(o.keyFile)}`);
   if (sent.hash !== got.hash || sent.bytes !== ctx.size || got.bytes !== ctx.size) {
     throw new Error(`${o.label}: sender and receiver disagree: ${JSON.stringify(sent)} vs ${JSON.stringify(got)}`);
   }

@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- --only tcp,udp,relay --size 1G --rounds 9 --relay-size 128M --relay-losses 0,1,2,5 ...]`
  *
- * Five sections, all over 127.0.0.1 only, file to file:
+ * Six sections, all over 127.0.0.1 only, file to file:
  *   tcp:   sockxfer over TCP (xxh128 and sha256) against netcat (netcat-openbsd), alternating the
  *          order every round, medians at the end.
  *   udp:   a raw Node datagram blast (bench/blast.ts), sockxfer --udp and sockxfer over TCP,
@@ -12,6 +12,8 @@
  *          tar | nc -N → nc -l | tar x (and that plus sync -f), medians of per-round ratios.
  *   resume: a 256 MiB file (bench/resume.ts), over TCP and UDP: a --rate-slowed send whose sender
  *          is SIGKILLed past 50%, then sent again at full speed; sentBytes against a full send.
+ *   encrypt: a 256 MiB file (bench/encrypt.ts) over TCP and UDP, each with and without
+ *          --key-file: the rate with the key against the rate without it.
  * Every process the bench starts is stopped when it ends, errors or is interrupted. The bars
  * are reported, not enforced: a FAIL does not change the exit status.
  */
@@ -40,12 +42,13 @@ import {
   type Proc,
 } from './lib.js';
 import { checkOutput, f1, f2, f3, mbps, prepare, row, rssMB, runXfer, VERIFIED_TEXT, type Context, type Verified } from './common.js';
+import { runEncrypt, type EncryptResult } from './encrypt.js';
 import { runResume, type ResumeResult } from './resume.js';
 import { runSmall, type SmallResult } from './small.js';
 import { LOOPBACK_DATAGRAM, loopbackHeader, relayHeader, runLoopback, runRelay, type LoopbackResult, type RelayResult } from './udp.js';
 
 const USAGE = `usage: npm run bench [-- options]   (or: node dist/bench/run.js [options])
-  --only <list>     sections to run, comma-separated: tcp, udp, relay, small, resume (default: all five)
+  --only <list>     sections to run, comma-separated: tcp, udp, relay, small, resume, encrypt (default: all six)
                       tcp:   sockxfer tcp (xxh128, sha256) against nc
                       udp:   raw Node datagram blast vs sockxfer --udp vs sockxfer tcp, ${LOOPBACK_DATAGRAM}-byte datagrams
                       relay: sockxfer --udp through the impairment relay, 100 Mbit/s, 50 ms RTT, random loss
@@ -67,13 +70,16 @@ const USAGE = `usage: npm run bench [-- options]   (or: node dist/bench/run.js [
   --resume-size <n>   the resume section's file size (default 256M; the interrupted send is
                       slowed with --rate to take about 4 s)
   --resume-rounds <n> the resume section's rounds per transport (default 1)
+  --encrypt-size <n>  the encrypt section's file size (default 256M): sent over TCP and UDP
+                      (${LOOPBACK_DATAGRAM}-byte datagrams), each with and without --key-file
+  --encrypt-rounds <n> the encrypt section's rounds (default 3)
   --dir <folder>    where to put the work folder (a fresh folder is made inside it and removed
                     at the end; default: the system temporary folder)
   --json-out <file> also write the results as JSON to <file>
   -h, --help        this text`;
 
-type Section = 'tcp' | 'udp' | 'relay' | 'small' | 'resume';
-const SECTIONS: Section[] = ['tcp', 'udp', 'relay', 'small', 'resume'];
+type Section = 'tcp' | 'udp' | 'relay' | 'small' | 'resume' | 'encrypt';
+const SECTIONS: Section[] = ['tcp', 'udp', 'relay', 'small', 'resume', 'encrypt'];
 
 interface Options {
   /** Explicit --size / --rounds (null: each section's default). */
@@ -91,6 +97,8 @@ interface Options {
   smallRounds: number;
   resumeSize: number;
   resumeRounds: number;
+  encryptSize: number;
+  encryptRounds: number;
   dir: string;
   jsonOut: string | null;
 }
@@ -114,6 +122,8 @@ function parseArgs(argv: string[]): Options {
     smallRounds: 5,
     resumeSize: 256 * 1024 ** 2,
     resumeRounds: 1,
+    encryptSize: 256 * 1024 ** 2,
+    encryptRounds: 3,
     dir: os.tmpdir(),
     jsonOut: null,
   };
@@ -171,13 +181,19 @@ function parseArgs(argv: string[]): Options {
       case '--resume-size':
         o.resumeSize = size();
         break;
+      case '--encrypt-size':
+        o.encryptSize = size();
+        break;
+      case '--encrypt-rounds':
+        o.encryptRounds = rounds();
+        break;
       case '--resume-rounds':
         o.resumeRounds = rounds();
         break;
       case '--only': {
         const v = value().toLowerCase();
         const list = v.split(',').map((x) => x.trim());
-        if (list.length === 0 || list.some((x) => !(SECTIONS as string[]).includes(x))) usageError(`--only: expected tcp, udp, relay, small or resume (comma-separated), got "${v}"`);
+        if (list.length === 0 || list.some((x) => !(SECTIONS as string[]).includes(x))) usageError(`--only: expected tcp, udp, relay, small, resume or encrypt (comma-separated), got "${v}"`);
         o.only = SECTIONS.filter((x) => list.includes(x));
         break;
       }
@@ -497,6 +513,7 @@ async function main(): Promise<void> {
     want('relay') ? `relay (${formatBytes(opts.relaySize)} at ${opts.relayLosses.map((p) => `${p}%`).join(', ')} loss)` : null,
     want('small') ? `small (${opts.smallFiles.toLocaleString('en-US')} x ${formatBytes(opts.smallSize)} x ${opts.smallRounds} round(s))` : null,
     want('resume') ? `resume (${formatBytes(opts.resumeSize)} x ${opts.resumeRounds} round(s), tcp and udp)` : null,
+    want('encrypt') ? `encrypt (${formatBytes(opts.encryptSize)} x ${opts.encryptRounds} round(s), tcp and udp, key on and off)` : null,
   ].filter((x) => x !== null);
   console.log(`sockxfer benchmark over 127.0.0.1: ${plan.join('; ')}`);
   console.log(`  ${env.sockxfer}`);
@@ -517,6 +534,7 @@ async function main(): Promise<void> {
   let relay: RelayResult | null = null;
   let small: SmallResult | null = null;
   let resume: ResumeResult | null = null;
+  let encrypt: EncryptResult | null = null;
   if (want('tcp')) tcp = await runTcpSection(work, outDir, tcpSize, tcpRounds, nc, gnuTime);
   if (want('udp')) {
     loopbackHeader(udpSize, udpRounds);
@@ -535,6 +553,12 @@ async function main(): Promise<void> {
   }
   if (want('small')) small = await runSmall(work, opts.smallFiles, opts.smallSize, opts.smallRounds, nc, gnuTime);
   if (want('resume')) resume = await runResume(work, opts.resumeSize, opts.resumeRounds);
+  if (want('encrypt')) {
+    const { dir, src, srcSha256 } = await makeSource(work, 'encrypt', opts.encryptSize);
+    const ctx: Context = { size: opts.encryptSize, work, src, srcSha256, outDir, gnuTime, limitMs: 60_000 + Math.ceil((opts.encryptSize / 5e6) * 1000) };
+    encrypt = await runEncrypt(ctx, opts.encryptRounds);
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
 
   if (udp || relay || small) {
     console.log('\nbars (reported, not enforced):');
@@ -562,6 +586,8 @@ async function main(): Promise<void> {
         smallRounds: small ? opts.smallRounds : null,
         resumeSize: resume ? opts.resumeSize : null,
         resumeRounds: resume ? opts.resumeRounds : null,
+        encryptSize: encrypt ? opts.encryptSize : null,
+        encryptRounds: encrypt ? opts.encryptRounds : null,
       },
       environment: env,
       // The tcp section, under the names the earlier versions used:
@@ -572,6 +598,7 @@ async function main(): Promise<void> {
       relay,
       small,
       resume,
+      encrypt,
     };
     await fsp.writeFile(opts.jsonOut, `${JSON.stringify(doc, null, 2)}\n`);
     console.log(`  summary written to ${opts.jsonOut}`);

@@ -7,8 +7,10 @@ import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, PROTOCOL_VERSION, crc32cImplementation,
 import { DEFAULT_MAX_FILES, DEFAULT_MAX_SESSIONS, DEFAULT_SEND_OPTIONS, VERSION, xxh128Implementation } from '../transfer/index.js';
 import { MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, parsePort, type CongestionName } from '../transport/index.js';
 import { formatBytes, parseBitRate, parseSize } from './format.js';
+import { writeNewKey } from './keys.js';
 import { Output } from './output.js';
 import { runReceive, type ReceiveFlags } from './receive.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../transfer/receiver.js';
 import { runSend, type SendFlags } from './send.js';
 
 const EXAMPLES = `
@@ -131,6 +133,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .option('--retry <n>', 'retry up to n times when the attempt fails with exit 3 or 4 (network, timeout, busy receiver), resuming each time', retries, 0)
     .option('--retry-delay <seconds>', 'wait before the first retry; doubles each time, with jitter', positiveSeconds, 1)
     .option('--receipt <file>', 'write a JSON manifest of every file (name, size, hash, result) after the receiver answered')
+    .option('--key-file <file>', 'the pre-shared key (else $SOCKXFER_KEY): prove it to the receiver and encrypt everything')
     .addOption(new Option('--hash <algorithm>', 'whole-file hash').choices(['xxh128', 'sha256']).default(DEFAULT_SEND_OPTIONS.hash))
     .addOption(
       new Option('--chunk-size <size>', `bytes per chunk (${formatBytes(MIN_CHUNK_SIZE)}-${formatBytes(MAX_CHUNK_SIZE)})`)
@@ -152,7 +155,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
       'after',
       '\nExamples:\n  $ sockxfer send ./db.dump backup-host:9000\n  $ sockxfer send ./photos ./docs backup-host:9000\n  $ tar c ./etc | sockxfer send - backup-host:9000 --name etc.tar\n  $ sockxfer send ./db.dump backup-host:9000 --udp --datagram-size ethernet\n  $ sockxfer send ./db.dump 192.0.2.10:9000 --udp --rate 50M --json\n  $ sockxfer send ./big.iso [2001:db8::10]:9000 --timeout 60 --hash sha256',
     )
-    .action(async (args: string[], opts: { name?: string; followSymlinks: boolean; retry: number; retryDelay: number; receipt?: string; hash: HashAlgorithm; chunkSize: number; timeout: number; udp?: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }, command: Command) => {
+    .action(async (args: string[], opts: { name?: string; followSymlinks: boolean; retry: number; retryDelay: number; receipt?: string; keyFile?: string; hash: HashAlgorithm; chunkSize: number; timeout: number; udp?: boolean; datagramSize: number | 'ethernet'; cc: CongestionName; rate?: number; json: boolean; quiet: boolean }, command: Command) => {
       if (args.length < 2) command.error('error: missing host:port after the paths to send', { exitCode: ERROR_CODES.E_USAGE.exit, code: 'sockxfer.missingTarget' });
       const target = args[args.length - 1]!;
       const paths = args.slice(0, -1);
@@ -176,6 +179,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
         retry: opts.retry,
         retryDelay: opts.retryDelay,
         receipt: opts.receipt,
+        keyFile: opts.keyFile,
       };
       status = await runSend(paths, target, flags, output, signal);
     });
@@ -193,10 +197,12 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .option('--max-files <n>', 'most files and folders in one transfer', count, DEFAULT_MAX_FILES)
     .option('--max-sessions <n>', 'transfers served at once; more are told E_BUSY (exit 4: try later)', count, DEFAULT_MAX_SESSIONS)
     .option('--log <file>', 'append one JSON line per finished transfer (who, what, bytes, hashes, result)')
+    .option('--key-file <file>', 'the pre-shared key (else $SOCKXFER_KEY): serve only senders that prove it, encrypt everything')
     .option('--partial-ttl <hours>', 'remove partial data of interrupted transfers untouched this long (kept to resume them)', positiveHours, 24)
     .option('--once', 'exit after the first transfer, with its exit status', false)
     .option('--stdout', 'with --once: write the one incoming file to standard output instead of the folder (events and --json go to stderr)', false)
     .option('--timeout <seconds>', 'handshake timeout, and the longest a transfer may go without progress', positiveSeconds, 30)
+    .option('--handshake-timeout <seconds>', 'longest from a connection to its HELLO, however slowly it trickles in (then E_TIMEOUT)', positiveSeconds, DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000)
     .option('--json', 'NDJSON events on stdout', false)
     .option('--quiet', 'print errors and the listening address only', false)
     .addHelpText('after', '\nExamples:\n  $ sockxfer receive --port 9000 --dir ./backups\n  $ sockxfer receive --port 0 --host 127.0.0.1 --once --json\n  $ sockxfer receive --port 9000 --dir /srv/incoming --overwrite')
@@ -214,6 +220,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
           policy: opts.overwrite ? 'overwrite' : opts.keepBoth ? 'keep-both' : 'refuse',
           once: opts.once,
           timeout: opts.timeout,
+          handshakeTimeout: opts.handshakeTimeout,
           transports: [...transports],
           maxSize: opts.maxSize,
           maxFiles: opts.maxFiles,
@@ -221,10 +228,24 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
           log: opts.log,
           partialTtlHours: opts.partialTtl,
           sink: opts.stdout ? streams.stdout : undefined,
+          keyFile: opts.keyFile,
         },
         output,
         signal,
       );
+    });
+
+  program
+    .command('keygen')
+    .description('write a new random key (32 bytes, base64) to a file only you can read, for --key-file on both sides')
+    .argument('<file>', 'where to write it (never overwritten)')
+    .option('--json', 'NDJSON events on stdout', false)
+    .option('--quiet', 'print errors only', false)
+    .action(async (file: string, opts: { json: boolean; quiet: boolean }) => {
+      output = new Output({ json: opts.json, quiet: opts.quiet, stdout: streams.stdout, stderr: streams.stderr });
+      await writeNewKey(file);
+      output.info(`wrote a new key to ${file}; copy it to the other side and use --key-file ${file} on both`);
+      output.event('key', { file });
     });
 
 

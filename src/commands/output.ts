@@ -5,7 +5,7 @@
 import cliProgress from 'cli-progress';
 import { ERROR_CODES, type SockxferError } from '../errors.js';
 import { printableName, type EntryResult, type TransferInfo, type TransferResult } from '../transfer/index.js';
-import { formatBitRate, formatBytes, formatRate, formatSeconds } from './format.js';
+import { formatBitRate, formatBytes, formatRate, formatSeconds, jsonLine } from './format.js';
 import type { TransportStats } from '../transport/index.js';
 
 /** At most this many progress events a second per transfer (and as many bar redraws). */
@@ -41,7 +41,7 @@ export class Output {
 
   /** One NDJSON event on stdout (only with --json). */
   event(event: string, fields: Record<string, unknown>): void {
-    if (this.options.json) this.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
+    if (this.options.json) this.stdout.write(`${jsonLine({ event, ...fields })}\n`);
   }
 
   /** A human line on stderr, unless --quiet. */
@@ -79,7 +79,7 @@ export class Output {
       bar = this.multibar.create(Math.max(info.bytes, 1), 0, { name: printableName(info.name).slice(0, 32), done: formatBytes(0), size: formatBytes(info.bytes), rate: '' });
     }
     this.tracked.set(info.session, { info, started: now, lastEmit: 0, bar });
-    this.event('start', { session: info.session, name: info.name, bytes: info.bytes, hash: info.hash, transport: info.transport, peer: info.peer });
+    this.event('start', { session: info.session, name: info.name, bytes: info.bytes, hash: info.hash, transport: info.transport, peer: info.peer, encrypted: info.encrypted });
   }
 
   progress(info: TransferInfo, done: number): void {
@@ -133,7 +133,7 @@ export class Output {
     this.untrack(result.session);
     const where = verb === 'sent' ? `to ${result.peer}` : `from ${result.peer}`;
     const single = result.entries.length === 1 ? result.entries[0]! : null;
-    const rate = `in ${formatSeconds(result.seconds)}, ${formatRate(result.bytesPerSecond)}`;
+    const rate = `${result.encrypted ? '(encrypted) ' : ''}in ${formatSeconds(result.seconds)}, ${formatRate(result.bytesPerSecond)}`;
     const resumed = verb === 'sent' && result.sentBytes !== undefined && result.sentBytes < result.bytes ? `; ${formatBytes(result.sentBytes)} of it sent` : '';
     if (result.failed === 0) {
       if (single && single.result === 'up-to-date') {
@@ -201,6 +201,7 @@ export function statsLine(transport: string, s: TransportStats, sender: boolean)
   return (
     `udp: ${s.packetsSent} packets sent, ${s.packetsReceived} received; ${s.retransmitted} retransmitted (${pct(s.retransmitted ?? 0, s.packetsSent)}), ` +
     `${s.lost} declared lost, ${s.spurious} spurious, ${s.duplicates} duplicates, ${s.corrupt} corrupt dropped; ` +
+    (s.unauthenticated ? `${s.unauthenticated} failed authentication; ` : '') +
     `RTT ${ms(s.srttMs)} (min ${ms(s.minRttMs)})` +
     // The sending rate means something on the side that sent the data.
     (sender ? `; rate ${formatBitRate(s.rateBytesPerSecond ?? 0)} (${s.congestionControl})` : '')
@@ -225,6 +226,7 @@ function summaryFields(r: TransferResult, verb: 'sent' | 'received'): Record<str
     bytesPerSecond: Math.round(r.bytesPerSecond),
     transport: r.transport,
     peer: r.peer,
+    encrypted: r.encrypted,
     ...(single?.path ? (verb === 'sent' ? { remotePath: single.path } : { path: single.path }) : {}),
   };
 }

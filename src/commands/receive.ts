@@ -3,6 +3,7 @@ import { SockxferError, toSockxferError } from '../errors.js';
 import { Receiver, type OverwritePolicy } from '../transfer/index.js';
 import { formatHostPort, type TransportKind } from '../transport/index.js';
 import { TransferLog } from './log.js';
+import { KEY_ENV, loadKey } from './keys.js';
 import type { Output } from './output.js';
 
 export interface ReceiveFlags {
@@ -12,6 +13,8 @@ export interface ReceiveFlags {
   policy: OverwritePolicy;
   once: boolean;
   timeout: number;
+  /** --handshake-timeout, seconds (default: the receiver's). */
+  handshakeTimeout?: number;
   transports: TransportKind[];
   maxSize?: number;
   maxFiles?: number;
@@ -20,10 +23,14 @@ export interface ReceiveFlags {
   partialTtlHours?: number;
   /** --stdout: the one file goes here. */
   sink?: NodeJS.WritableStream;
+  /** --key-file (else SOCKXFER_KEY). */
+  keyFile?: string;
 }
 
 /** Runs the receiver; returns the exit status. */
 export async function runReceive(flags: ReceiveFlags, output: Output, signal: AbortSignal): Promise<number> {
+  const loaded = await loadKey(flags.keyFile);
+  if (loaded?.warning) output.warn(loaded.warning, { keyFile: loaded.source });
   const log = flags.log === undefined ? null : new TransferLog(flags.log, (err) => output.warn(`cannot write the log ${flags.log}: ${err.message}`, { log: flags.log }));
   if (log) {
     try {
@@ -41,11 +48,13 @@ export async function runReceive(flags: ReceiveFlags, output: Output, signal: Ab
       policy: flags.policy,
       once: flags.once,
       timeoutMs: flags.timeout * 1000,
+      handshakeTimeoutMs: flags.handshakeTimeout === undefined ? undefined : flags.handshakeTimeout * 1000,
       transports: flags.transports,
       maxSize: flags.maxSize,
       maxFiles: flags.maxFiles,
       maxSessions: flags.maxSessions,
       sink: flags.sink,
+      key: loaded?.key ?? null,
       partialTtlMs: flags.partialTtlHours === undefined ? undefined : flags.partialTtlHours * 3_600_000,
     },
     {
@@ -69,6 +78,11 @@ export async function runReceive(flags: ReceiveFlags, output: Output, signal: Ab
   try {
     const addresses = await receiver.start();
     for (const a of addresses) output.listening(a.host, a.port, a.transport, formatHostPort(a.host, a.port));
+    if (loaded === null) {
+      output.warn(`no key (--key-file or ${KEY_ENV}): transfers to this receiver are not encrypted, and anyone who can reach it can send files`, { encrypted: false });
+    } else {
+      output.info(`key from ${loaded.source}: only senders with this key are served; transfers are encrypted (AES-256-GCM)`);
+    }
     output.info(`writing to ${receiver.dir}${flags.once ? ' (one transfer, then exit)' : '; stop with Ctrl-C'}`);
   } catch (err) {
     await receiver.stop(new SockxferError('E_INTERRUPTED', 'stopped'));

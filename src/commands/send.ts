@@ -4,6 +4,7 @@ import { ERROR_CODES, SockxferError, toSockxferError } from '../errors.js';
 import type { HashAlgorithm } from '../protocol/index.js';
 import { VERSION, send, type TransferResult } from '../transfer/index.js';
 import { parseHostPort, type TransportKind, type UdpOptions } from '../transport/index.js';
+import { loadKey } from './keys.js';
 import type { Output } from './output.js';
 
 export interface SendFlags {
@@ -21,6 +22,8 @@ export interface SendFlags {
   /** Seconds before the first retry; doubled each time, with jitter. */
   retryDelay: number;
   receipt?: string;
+  /** --key-file (else SOCKXFER_KEY). */
+  keyFile?: string;
 }
 
 /** Exit statuses worth another attempt: the network or the receiver's load, not the data or a policy. */
@@ -37,6 +40,8 @@ export function retryDelayMs(baseSeconds: number, attempt: number, random: () =>
 /** Runs one send (with its retries); returns the exit status. */
 export async function runSend(paths: string[], target: string, flags: SendFlags, output: Output, signal: AbortSignal): Promise<number> {
   const started = new Date();
+  const loaded = await loadKey(flags.keyFile);
+  if (loaded?.warning) output.warn(loaded.warning, { keyFile: loaded.source });
   const stdinUsed = paths.includes('-');
   let attempt = 0;
   for (;;) {
@@ -58,6 +63,7 @@ export async function runSend(paths: string[], target: string, flags: SendFlags,
           transport: flags.transport,
           udp: flags.udp,
           rateLimit: flags.transport === 'tcp' ? flags.rateLimit : 0,
+          key: loaded?.key ?? null,
           signal,
         },
         {

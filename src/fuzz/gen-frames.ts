@@ -12,6 +12,7 @@ import {
   HASH_ALGORITHMS,
   HEADER_SIZE,
   MAX_ACCEPT_RANGES,
+  MAX_AUTH_FIELD_BYTES,
   MAX_CONTROL_BODY,
   MAX_ENTRY_MESSAGE_BYTES,
   MAX_HASH_BYTES,
@@ -131,6 +132,8 @@ export function randomFrame(rng: Rng, type: FrameTypeName): Frame {
     }
     case 'error':
       return { type, code: uint(rng, 0xffff), message: text(rng, MAX_MESSAGE_BYTES) };
+    case 'auth':
+      return { type, nonce: rng.bytes(rng.length(MAX_AUTH_FIELD_BYTES)), proof: rng.bytes(rng.length(MAX_AUTH_FIELD_BYTES)) };
   }
 }
 
@@ -167,6 +170,8 @@ export function frameLengthFields(type: FrameTypeName): Array<{ at: number; widt
       return [...fields, body(8, 1)];
     case 'error':
       return [...fields, body(2, 2)];
+    case 'auth':
+      return [...fields, body(0, 1)];
   }
 }
 

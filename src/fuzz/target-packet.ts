@@ -12,6 +12,7 @@ import {
   PACKET_HEADER_SIZE,
   PACKET_MAGIC,
   PACKET_TRAILER_SIZE,
+  FLAG_PROTECTED,
   PACKET_TYPE,
   PACKET_VERSION,
   decodePacket,
@@ -25,7 +26,7 @@ import { mutate, type WireFormat } from './mutate.js';
 import type { Rng } from './random.js';
 import { accepted, finding, maybeOffset, present, rejected } from './shared.js';
 
-const REASONS: ReadonlySet<string> = new Set<DropReason>(['short', 'magic', 'version', 'crc', 'malformed']);
+const REASONS: ReadonlySet<string> = new Set<DropReason>(['short', 'magic', 'version', 'crc', 'malformed', 'protected']);
 /** The encoder keeps this many characters (code points) of a CLOSE message. */
 const CLOSE_MESSAGE_CHARS = 512;
 
@@ -95,7 +96,9 @@ export function checkPacket(input: FuzzInput): Verdict {
   if (!d.ok) {
     if (!REASONS.has(d.reason)) return finding(`unknown drop reason ${String(d.reason)}`);
     if (early !== null && d.reason !== early) return finding(`dropped as '${d.reason}', the checks in order say '${early}'`);
-    if (early === null && d.reason !== 'malformed') return finding(`dropped as '${d.reason}', but it passes that check`);
+    // Flag PROTECTED on a type that may carry it: sealed, for the connection to open.
+    const sealable = early === null && buf.readUInt16BE(6) === FLAG_PROTECTED && [PACKET_TYPE.stream, PACKET_TYPE.data, PACKET_TYPE.ack, PACKET_TYPE.ping, PACKET_TYPE.close].includes(buf[5] as never);
+    if (early === null && d.reason !== (sealable ? 'protected' : 'malformed')) return finding(`dropped as '${d.reason}', but it passes that check`);
     return rejected(d.reason);
   }
   if (early !== null) return finding(`accepted a datagram that fails the '${early}' check`);

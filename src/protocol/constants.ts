@@ -39,6 +39,8 @@ export const MAX_ENTRY_MESSAGE_BYTES = 200;
 export const MAX_MESSAGE_BYTES = 1024;
 export const MAX_SOFTWARE_BYTES = 64;
 export const MAX_HASH_BYTES = 64;
+/** A nonce or proof of an AUTH frame (32 bytes each today). */
+export const MAX_AUTH_FIELD_BYTES = 64;
 /** Entries of one OFFER frame; larger offers continue in further OFFER frames. */
 export const MAX_OFFER_ENTRIES = 200;
 export const MAX_ACCEPT_RANGES = 1024;
@@ -54,6 +56,8 @@ export const FRAME_TYPE = {
   end: 7,
   verdict: 8,
   error: 9,
+  /** Key authentication (see secure.ts): only after a HELLO and a WELCOME that both carry CAP_KEY. */
+  auth: 10,
 } as const;
 
 export type FrameTypeName = keyof typeof FRAME_TYPE;
@@ -82,6 +86,7 @@ export function maxBodySize(type: FrameTypeName): number {
     case 'end':
     case 'error':
     case 'refuse':
+    case 'auth':
       return 2048;
     case 'verdict':
       return 8192;

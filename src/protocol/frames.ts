@@ -17,6 +17,7 @@ import {
   HASH_ALGORITHMS,
   MAX_ACCEPT_RANGES,
   MAX_ENTRY_MESSAGE_BYTES,
+  MAX_AUTH_FIELD_BYTES,
   MAX_HASH_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_WIRE_NAME_BYTES,
@@ -163,6 +164,16 @@ export interface VerdictFrame {
   path: string;
 }
 
+/**
+ * One step of the key handshake (see secure.ts): the receiver's challenge (nonce only), the
+ * sender's answer (nonce and proof), the receiver's proof (proof only).
+ */
+export interface AuthFrame {
+  type: 'auth';
+  nonce: Buffer;
+  proof: Buffer;
+}
+
 export interface ErrorFrame {
   type: 'error';
   code: number;
@@ -178,7 +189,8 @@ export type Frame =
   | DataFrame
   | EndFrame
   | VerdictFrame
-  | ErrorFrame;
+  | ErrorFrame
+  | AuthFrame;
 
 const HASH_BY_WIRE = new Map<number, HashAlgorithm>(
   (Object.keys(HASH_ALGORITHMS) as HashAlgorithm[]).map((h) => [HASH_ALGORITHMS[h], h]),
@@ -258,6 +270,8 @@ export function encodeBody(frame: Exclude<Frame, DataFrame>): Buffer {
         .toBuffer();
     case 'error':
       return w.u16(frame.code).str16(frame.message, MAX_MESSAGE_BYTES).toBuffer();
+    case 'auth':
+      return w.bytes8(frame.nonce, MAX_AUTH_FIELD_BYTES).bytes8(frame.proof, MAX_AUTH_FIELD_BYTES).toBuffer();
   }
 }
 
@@ -345,6 +359,9 @@ export function decodeBody(type: Frame['type'], flags: number, body: Buffer): Fr
     }
     case 'error':
       frame = { type, code: r.u16('code'), message: r.str16('message', MAX_MESSAGE_BYTES) };
+      break;
+    case 'auth':
+      frame = { type, nonce: r.bytes8('nonce', MAX_AUTH_FIELD_BYTES), proof: r.bytes8('proof', MAX_AUTH_FIELD_BYTES) };
       break;
   }
   r.end(type);

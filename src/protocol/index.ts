@@ -4,3 +4,4 @@ export * from './crc32c.js';
 export * from './frames.js';
 export * from './codec.js';
 export * from './deframer.js';
+export * from './secure.js';

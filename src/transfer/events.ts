@@ -16,6 +16,8 @@ export interface TransferInfo {
   transport: TransportKind;
   /** The other side, "host:port". */
   peer: string;
+  /** Authenticated with the pre-shared key and encrypted (AES-256-GCM). */
+  encrypted: boolean;
 }
 
 /** How one entry ended. */

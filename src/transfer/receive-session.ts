@@ -10,6 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SockxferError, codeFromWire, toSockxferError } from '../errors.js';
 import {
+  CAP_KEY,
   MAX_ACCEPT_RANGES,
   MAX_CHUNK_SIZE,
   MAX_CONTROL_BODY,
@@ -35,6 +36,7 @@ import { pathProblem, printableName, shownName } from './names.js';
 import { OrderedHasher } from './ordered-hasher.js';
 import { OrderedSink } from './ordered-sink.js';
 import { PartFile, UMASK, fsyncFile } from './part-file.js';
+import { authenticateSender, type AuthThrottle } from './auth.js';
 import { expectFrame, peerError } from './peer.js';
 import { RangeSet } from './range-set.js';
 import { DirectorySyncer, FilesystemSyncer, checkParents, ensureDirectorySync, ensureParentsSync, type OverwritePolicy } from './target.js';
@@ -62,13 +64,22 @@ export interface ReceiveOptions {
   fsSyncer?: FilesystemSyncer;
   /** Sessions using the partial folder (shared): the last one out removes it when it is empty. */
   partialUsers?: { count: number };
+  /** The pre-shared key: senders must prove they hold it, and everything is encrypted (protocol/secure.ts). */
+  key?: Buffer | null;
+  /** Failed key handshakes per address (shared by the receiver's sessions). */
+  authThrottle?: AuthThrottle;
 }
 
 export const DEFAULT_MAX_FILES = 1_000_000;
 
 export interface SessionObserver extends TransferObserver {
-  /** The peer said HELLO: from here on this is a sockxfer transfer, not a stray connection. */
+  /**
+   * The peer said HELLO and (with a key) proved it holds the key: from here on this is a
+   * sockxfer transfer, not a stray connection.
+   */
   hello?(peer: string): void;
+  /** The receiver is about to hold its answer back `ms` (the key brake): deadlines must allow for it. */
+  brake?(ms: number): void;
 }
 
 /** Bytes between progress reports. */
@@ -191,6 +202,7 @@ class IncomingTransfer {
         hash: offer.hash,
         transport: transport.kind,
         peer: transport.remote,
+        encrypted: transport.sealed,
       };
       const started = performance.now();
       this.observer.start?.(this.info);
@@ -273,8 +285,13 @@ class IncomingTransfer {
   private async handshake(): Promise<void> {
     const { transport } = this;
     const hello = await expectFrame(transport, 'hello');
-    // A HELLO makes this a sockxfer transfer, even one that fails on the version just below.
-    this.observer.hello?.(transport.remote);
+    const key = this.options.key ?? null;
+    if (key === null) {
+      // Without a key, a HELLO makes this a sockxfer transfer, even one that fails on the version just below.
+      this.observer.hello?.(transport.remote);
+    } else if ((hello.capabilities & CAP_KEY) === 0) {
+      throw new SockxferError('E_AUTH', `${transport.remote} has no key; this receiver takes only senders with its key (--key-file or SOCKXFER_KEY)`);
+    }
     const version = Math.min(hello.maxVersion, MAX_PROTOCOL_VERSION);
     if (version < Math.max(hello.minVersion, MIN_PROTOCOL_VERSION)) {
       throw new SockxferError(
@@ -282,7 +299,11 @@ class IncomingTransfer {
         `${transport.remote} (${printableName(hello.software)}) speaks protocol versions ${hello.minVersion}-${hello.maxVersion}; this receiver speaks ${MIN_PROTOCOL_VERSION}-${MAX_PROTOCOL_VERSION}`,
       );
     }
-    transport.send({ type: 'welcome', version, capabilities: 0, software: SOFTWARE });
+    const welcome = { type: 'welcome', version, capabilities: key === null ? 0 : CAP_KEY, software: SOFTWARE } as const;
+    transport.send(welcome);
+    await authenticateSender(transport, key, hello, welcome, this.options.authThrottle ?? null, (ms) => this.observer.brake?.(ms));
+    // With a key, only a sender that proved it holds it counts as a transfer.
+    if (key !== null) this.observer.hello?.(transport.remote);
   }
 
   /** Collects the OFFER frames of a transfer (one, or several flagged "more"). */

@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { SockxferError, toSockxferError } from '../errors.js';
 import {
+  CAP_KEY,
   DEFAULT_CHUNK_SIZE,
   MAX_CONTROL_BODY,
   MAX_OFFER_ENTRIES,
@@ -23,6 +24,7 @@ import {
 import { DEFAULT_UDP_OPTIONS, connectTcp, connectUdp, type HostPort, type Transport, type TransportKind, type UdpOptions } from '../transport/index.js';
 import { transferName, type EntryResult, type TransferInfo, type TransferObserver, type TransferResult } from './events.js';
 import { createHasher, hashFile, type Hasher } from './hash.js';
+import { authenticateToReceiver } from './auth.js';
 import { expectFrame, peerError } from './peer.js';
 import { RangeSet } from './range-set.js';
 import { collectSources, type Skipped, type Source } from './sources.js';
@@ -58,6 +60,8 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** Bytes per second the data may go at (0 or undefined: as fast as the transport goes). UDP paces by udp.rateLimit instead. */
   rateLimit?: number;
+  /** The pre-shared key: prove it, check the receiver's proof, encrypt everything (protocol/secure.ts). */
+  key?: Buffer | null;
 }
 
 export interface SendObserver extends TransferObserver {
@@ -122,7 +126,7 @@ async function sendSession(sources: Source[], options: SendOptions, observer: Se
   options.signal?.throwIfAborted();
   const transport: Transport =
     options.transport === 'udp'
-      ? await connectUdp(options.target, { ...(options.udp ?? DEFAULT_UDP_OPTIONS), timeoutMs: options.timeoutMs, session, signal: options.signal })
+      ? await connectUdp(options.target, { ...(options.udp ?? DEFAULT_UDP_OPTIONS), keyed: Boolean(options.key), timeoutMs: options.timeoutMs, session, signal: options.signal })
       : await connectTcp(options.target, { timeoutMs: options.timeoutMs, session });
   const onAbort = () => void transport.abort(new SockxferError('E_INTERRUPTED', 'interrupted; the transfer was abandoned'));
   options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -180,11 +184,14 @@ class OutgoingTransfer {
 
   async run(): Promise<TransferResult> {
     const { transport, options } = this;
-    transport.send({ type: 'hello', minVersion: MIN_PROTOCOL_VERSION, maxVersion: MAX_PROTOCOL_VERSION, capabilities: 0, software: SOFTWARE });
+    const key = options.key ?? null;
+    const hello = { type: 'hello', minVersion: MIN_PROTOCOL_VERSION, maxVersion: MAX_PROTOCOL_VERSION, capabilities: key ? CAP_KEY : 0, software: SOFTWARE } as const;
+    transport.send(hello);
     const welcome = await expectFrame(transport, 'welcome');
     if (welcome.version < MIN_PROTOCOL_VERSION || welcome.version > MAX_PROTOCOL_VERSION) {
       throw new SockxferError('E_VERSION', `${transport.remote} chose protocol version ${welcome.version}, which this sockxfer does not speak`);
     }
+    await authenticateToReceiver(transport, key, hello, welcome);
     this.sendOffer();
     await this.readAccept();
 
@@ -197,6 +204,7 @@ class OutgoingTransfer {
       hash: options.hash,
       transport: transport.kind,
       peer: transport.remote,
+      encrypted: transport.sealed,
     };
     const started = performance.now();
     this.observer.start?.(this.info);

@@ -2,7 +2,7 @@
  * What the transfer layer sees of a connection: frames in, frames out, backpressure both ways.
  * TCP and UDP both implement it; the transfer code cannot tell them apart.
  */
-import type { Frame } from '../protocol/index.js';
+import type { Frame, SessionKeys } from '../protocol/index.js';
 import type { SockxferError } from '../errors.js';
 
 export type TransportKind = 'tcp' | 'udp';
@@ -28,6 +28,8 @@ export interface TransportStats {
   duplicates?: number;
   /** Datagrams dropped because they failed their CRC32C or were malformed. */
   corrupt?: number;
+  /** Datagrams dropped because they did not authenticate (with a key: forged, or sealed with another key). */
+  unauthenticated?: number;
   /** Probe timeouts that fired. */
   probes?: number;
   srttMs?: number | null;
@@ -77,6 +79,20 @@ export interface Transport {
   abort(error: SockxferError): Promise<void>;
   /** Closes at once, telling the peer nothing; pending and future calls reject with `error`. */
   destroy(error?: Error): void;
+  /**
+   * The session's keys are known (key handshake, see protocol/secure.ts). On UDP, packets the
+   * peer protects with them are accepted from now on, beside clear ones; TCP keeps them for
+   * startSealing().
+   */
+  useKeys(keys: SessionKeys): void;
+  /**
+   * From now on every frame sent is sealed, and every frame received must be: a clear or forged
+   * one fails the connection (TCP) or is dropped (UDP). Refused (E_PROTOCOL) when the peer has
+   * already sent frames past this point in the clear: those would otherwise pass as authenticated.
+   */
+  startSealing(): void;
+  /** True once startSealing() was called. */
+  readonly sealed: boolean;
   /** Counters so far (also after the connection ended). */
   stats(): TransportStats;
 }

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { TRAILER_SIZE, crc32c, decodeFrame, encodeFrameToBuffer, type Frame } from '../../src/protocol/index.js';
-import {
+import { startupEvent,
   closedPort,
   listDir,
   randomFile,
@@ -123,7 +123,7 @@ describe('exit statuses and error events', () => {
     const r = await send(path.join(ws.src, 'no-such-file.bin'), address);
     expect(r.code, r.stderr).toBe(8);
     expect(r.last).toMatchObject({ event: 'error', code: 'E_NOT_FOUND', exitCode: 8 });
-    expect(receiver.events.filter((e) => e.event !== 'listening')).toEqual([]);
+    expect(receiver.events.filter((e) => !startupEvent(e))).toEqual([]);
     expect(await listDir(ws.out)).toEqual([]);
   });
 
@@ -216,12 +216,14 @@ describe('--json', () => {
     for (const p of [sender, receiver, failed]) {
       expect(p.stray).toEqual([]);
       expect(p.events.length).toBeGreaterThan(0);
-      for (const e of p.events) expect(['listening', 'start', 'progress', 'file', 'done', 'error']).toContain(e.event);
+      for (const e of p.events) expect(['listening', 'warning', 'start', 'progress', 'file', 'done', 'error']).toContain(e.event);
     }
     expect(sender.events.map((e) => e.event)).toEqual(['start', ...sender.events.slice(1, -2).map(() => 'progress'), 'file', 'done']);
     // One `listening` event per transport (TCP and UDP share the port), then the transfer.
     expect(receiver.events.slice(0, 2)).toMatchObject([{ event: 'listening', transport: 'tcp' }, { event: 'listening', transport: 'udp' }]);
-    expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'listening', 'start', ...receiver.events.slice(3, -2).map(() => 'progress'), 'file', 'done']);
+    // Without a key: a warning that transfers are not encrypted.
+    expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'listening', 'warning', 'start', ...receiver.events.slice(4, -2).map(() => 'progress'), 'file', 'done']);
+    expect(receiver.events[2]).toMatchObject({ event: 'warning', encrypted: false });
     expect(failed.events).toMatchObject([{ event: 'error', code: 'E_CONNECT_REFUSED', exitCode: 3 }]);
     // The human summary went to stderr, not stdout.
     expect(sender.stderr()).toMatch(/^sent j\.bin /m);

@@ -66,8 +66,10 @@ describe('receiver', () => {
       expect(await receiver.exited, receiver.stderr()).toBe(130);
       // Nothing to wait for: no transfer, no grace period. Generous for a loaded 2-core machine.
       expect(performance.now() - sent).toBeLessThan(2000);
-      expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'listening', 'error']);
-      expect(receiver.events[2]).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: `interrupted by ${signal}` });
+      // Without a key, the receiver warns that transfers are not encrypted.
+      expect(receiver.events.map((e) => e.event)).toEqual(['listening', 'listening', 'warning', 'error']);
+      expect(receiver.events[2]).toMatchObject({ event: 'warning', encrypted: false });
+      expect(receiver.events[3]).toEqual({ event: 'error', code: 'E_INTERRUPTED', exitCode: 130, message: `interrupted by ${signal}` });
       expect(receiver.stray).toEqual([]);
       expect(await listDir(ws.out)).toEqual([]);
     });

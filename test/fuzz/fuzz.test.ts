@@ -63,7 +63,7 @@ describe(`fuzz: ${INPUTS} inputs per target, seed ${SEED}`, () => {
     expectNoFindings(report);
     expect(total(report.accepted)).toBeGreaterThan(INPUTS / 10);
     expect([...report.accepted.keys()].sort()).toEqual(Object.keys(PACKET_TYPE).sort());
-    expect([...report.rejected.keys()].sort()).toEqual(['crc', 'magic', 'malformed', 'short', 'version']);
+    expect([...report.rejected.keys()].sort()).toEqual(['crc', 'magic', 'malformed', 'protected', 'short', 'version']);
   });
 });
 

@@ -20,6 +20,11 @@ export interface JsonEvent {
   [key: string]: unknown;
 }
 
+/** What every receiver says at start: where it listens, and (without a key) that it does not encrypt. */
+export function startupEvent(e: JsonEvent): boolean {
+  return e.event === 'listening' || (e.event === 'warning' && e.encrypted === false);
+}
+
 export interface Proc {
   child: ChildProcess;
   /** Every NDJSON event seen so far (on stdout, or on stderr with `eventsOn: 'stderr'`). */

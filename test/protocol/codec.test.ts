@@ -249,6 +249,16 @@ const GOLDEN: Record<Frame['type'], Golden> = {
       '0002 763f', // "v?"
     ].join(' '),
   },
+  auth: {
+    frame: { type: 'auth', nonce: hex('aabb'), proof: hex('ccddee') },
+    hex: [
+      '53584652 02 0a 0000',
+      SESSION_HEX,
+      '00000007', // 1 + 2 + 1 + 3
+      '02 aabb', // nonce
+      '03 ccddee', // proof
+    ].join(' '),
+  },
 };
 
 const TYPES = Object.keys(GOLDEN) as Array<Frame['type']>;
@@ -512,7 +522,7 @@ describe('version', () => {
 });
 
 describe('unknown type', () => {
-  it.each([0x00, 0x0a, 0x7f, 0xff])('type %i is E_PROTOCOL', (typeNumber) => {
+  it.each([0x00, 0x0b, 0x7f, 0xff])('type %i is E_PROTOCOL', (typeNumber) => {
     const buf = handFrame(typeNumber, '');
     expectError(() => decodeFrame(buf), 'E_PROTOCOL', new RegExp(`unknown frame type ${typeNumber}$`));
   });

@@ -12,7 +12,7 @@
  * flow-control window (ACKs carry how many payload bytes the peer may have sent in all).
  */
 import { SockxferError } from '../../errors.js';
-import { StreamDeframer, dataLength, encodeFrameToBuffer, fitMessage, type Frame } from '../../protocol/index.js';
+import { StreamDeframer, dataLength, encodeFrameToBuffer, fitMessage, type Frame, type SessionKeys } from '../../protocol/index.js';
 import { foreignSession } from '../session.js';
 import type { Transport, TransportStats } from '../transport.js';
 import { AckTracker, MAX_ACK_DELAY_MS } from './ack-tracker.js';
@@ -20,8 +20,12 @@ import { DeliveryRateController, NewRenoController, Pacer, RateSampler, type Con
 import {
   DATA_PACKET_OVERHEAD,
   STREAM_PACKET_OVERHEAD,
+  PROTECTION_OVERHEAD,
   DataPacketEncoder,
+  decodePacket,
   encodePacket,
+  protectPacket,
+  unprotectPacket,
   type Packet,
 } from './packet.js';
 import { LossRecovery, newSentPacket, type SentPacket } from './recovery.js';
@@ -69,6 +73,8 @@ export interface ConnectionOptions {
   onFinished?: () => Promise<void> | void;
   /** An RTT measured during the handshake (ms). */
   handshakeRtt?: number;
+  /** This side holds a key: packets will be protected, so chunks leave room for the tag. */
+  keyed?: boolean;
   clock?: () => number;
 }
 
@@ -147,6 +153,11 @@ export class UdpConnection implements Transport {
   private readonly rateLimit: number;
   private nextPn = 0;
   private readonly dataEncoder: DataPacketEncoder;
+  /** Bytes a datagram gives to protection (the tag) when this side holds a key. */
+  private readonly overhead: number;
+  private keys: SessionKeys | null = null;
+  /** startSealing() was called: packets go out protected, and clear ones from the peer are dropped. */
+  private sealOut = false;
 
   // Sending.
   private readonly control = new Queue<Message>();
@@ -206,6 +217,7 @@ export class UdpConnection implements Transport {
     retransmittedBytes: 0,
     duplicates: 0,
     corrupt: 0,
+    unauthenticated: 0,
     probes: 0,
   };
 
@@ -214,7 +226,8 @@ export class UdpConnection implements Transport {
     this.remote = options.remote;
     this.output = options.output;
     this.datagramSize = options.datagramSize;
-    this.maxChunkSize = Math.max(options.datagramSize, options.peerDatagramSize) - DATA_PACKET_OVERHEAD;
+    this.overhead = options.keyed ? PROTECTION_OVERHEAD : 0;
+    this.maxChunkSize = Math.max(options.datagramSize, options.peerDatagramSize) - DATA_PACKET_OVERHEAD - this.overhead;
     this.peerMaxData = options.peerWindow;
     this.rateLimit = options.rateLimit;
     this.onFinished = options.onFinished;
@@ -240,7 +253,7 @@ export class UdpConnection implements Transport {
     if (this.finished) throw new SockxferError('E_CONNECTION_LOST', `connection to ${this.remote} is closed`);
     if (frame.type === 'data') {
       const bytes = frame.data.length === 1 ? frame.data[0]! : Buffer.concat(frame.data, dataLength(frame));
-      if (bytes.length > this.datagramSize - DATA_PACKET_OVERHEAD) {
+      if (bytes.length > this.datagramSize - DATA_PACKET_OVERHEAD - this.overhead) {
         throw new RangeError(`a chunk of ${bytes.length} bytes does not fit a ${this.datagramSize}-byte datagram`);
       }
       this.data.push(this.message('data', this.dataSeq++, bytes, onReleased, frame.index, frame.chunk));
@@ -248,7 +261,7 @@ export class UdpConnection implements Transport {
       // Encoding copies everything the frame refers to: the caller's buffers are free at once.
       const encoded = encodeFrameToBuffer(frame, this.session);
       onReleased?.();
-      const room = this.datagramSize - STREAM_PACKET_OVERHEAD;
+      const room = this.datagramSize - STREAM_PACKET_OVERHEAD - this.overhead;
       for (let off = 0; off < encoded.length; off += room) {
         const piece = encoded.subarray(off, off + room);
         this.control.push(this.message('stream', this.streamOffset, piece, undefined));
@@ -363,6 +376,7 @@ export class UdpConnection implements Transport {
       spurious: this.recovery.spurious,
       duplicates: this.counters.duplicates,
       corrupt: this.counters.corrupt,
+      unauthenticated: this.counters.unauthenticated,
       probes: this.counters.probes,
       srttMs: rtt.hasSample ? rtt.smoothed : null,
       minRttMs: Number.isFinite(rtt.min) ? rtt.min : null,
@@ -384,9 +398,51 @@ export class UdpConnection implements Transport {
     this.finish(null, '');
   }
 
-  /** A decoded packet from the peer. `size` is the datagram's length. */
-  onPacket(packet: Packet, size: number): void {
+  useKeys(keys: SessionKeys): void {
+    this.keys = keys;
+  }
+
+  get sealed(): boolean {
+    return this.sealOut;
+  }
+
+  startSealing(): void {
+    if (this.keys === null) throw new Error('startSealing() before useKeys()');
+    if (this.sealOut) return;
+    // Clear control bytes the peer sent past the last handshake frame would pass as authenticated.
+    if (this.inbox.length > 0 || !this.deframer.idle || this.segments.size > 0) {
+      const err = new SockxferError('E_PROTOCOL', `${this.remote} sent clear frames after the key handshake`);
+      this.fail(err);
+      this.finish(err.wireCode, err.message);
+      throw err;
+    }
+    this.sealOut = true;
+  }
+
+  /**
+   * A datagram the endpoint found protected (CRC, magic and type checked): opened with the
+   * session's keys and handled as a packet, or dropped and counted when it does not authenticate.
+   */
+  onProtected(datagram: Buffer): void {
     if (this.finished) return;
+    const clear = this.keys === null ? null : unprotectPacket(datagram, this.keys.receive);
+    const decoded = clear === null ? null : decodePacket(clear);
+    if (decoded === null || !decoded.ok) {
+      this.counters.unauthenticated++;
+      return;
+    }
+    this.onPacket(decoded.packet, datagram.length, true);
+  }
+
+  /**
+   * A decoded packet from the peer. `size` is the datagram's length; `authenticated`: it came
+   * protected and opened with the session's keys.
+   */
+  onPacket(packet: Packet, size: number, authenticated = false): void {
+    if (this.finished) return;
+    // Once sealed, a clear packet (but the handshake's, which the endpoint answers) is nobody's word.
+    // (Not counted: the peer's own clear ACKs from before it sealed arrive here too.)
+    if (this.sealOut && !authenticated && packet.body.type !== 'initial' && packet.body.type !== 'retry' && packet.body.type !== 'ready') return;
     const now = this.clock();
     this.lastReceivedAt = now;
     this.counters.packetsReceived++;
@@ -398,7 +454,16 @@ export class UdpConnection implements Transport {
       return;
     }
     const ackEliciting = body.type === 'data' || body.type === 'stream' || body.type === 'ping';
-    if (ackEliciting || body.type === 'ack') this.acks.onPacket(packet.pn, ackEliciting, now);
+    if (ackEliciting || body.type === 'ack') {
+      const fresh = this.acks.onPacket(packet.pn, ackEliciting, now);
+      // An authenticated packet whose number came before is a replay (or the network's duplicate):
+      // acknowledged, never acted on twice.
+      if (!fresh && authenticated) {
+        this.counters.duplicates++;
+        this.scheduleService();
+        return;
+      }
+    }
     switch (body.type) {
       case 'data':
         if (!this.dataSeen.add(body.seq)) {
@@ -675,7 +740,8 @@ export class UdpConnection implements Transport {
     this.pacer.onSent(size, now);
   }
 
-  private transmit(packet: Buffer, now: number): void {
+  private transmit(clear: Buffer, now: number): void {
+    const packet = this.sealOut ? protectPacket(clear, this.keys!.send) : clear;
     this.counters.packetsSent++;
     this.counters.bytesSent += packet.length;
     this.lastSentAt = now;

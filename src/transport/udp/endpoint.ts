@@ -11,7 +11,7 @@ import dgram from 'node:dgram';
 import dns from 'node:dns/promises';
 import net from 'node:net';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { SockxferError, errnoToCode, toSockxferError } from '../../errors.js';
+import { ERROR_CODES, SockxferError, codeFromWire, errnoToCode, toSockxferError } from '../../errors.js';
 import { formatHostPort, type HostPort } from '../address.js';
 import { DEFAULT_WINDOW, UdpConnection, type CongestionName } from './connection.js';
 import {
@@ -20,6 +20,7 @@ import {
   MAX_DATAGRAM_SIZE,
   MIN_DATAGRAM_SIZE,
   decodePacket,
+  peekSession,
   encodePacket,
   type Packet,
 } from './packet.js';
@@ -32,8 +33,12 @@ const HANDSHAKE_RETRY_MS = 250;
 const COOKIE_LIFETIME_S = 30;
 /** RFC 9000 §8.1: at most this many times the bytes received go to an address not yet validated. */
 export const AMPLIFICATION_LIMIT = 3;
-/** Connections one listening socket serves at once. */
-const MAX_CONNECTIONS = 1024;
+/**
+ * Connections one listening socket serves at once: a backstop. The receiver holds fewer (its
+ * pending, session and closing caps), and a connection leaves this table the moment it finishes
+ * (destroy) or once its ERROR is acknowledged or its grace runs out (abort, at most a second).
+ */
+export const MAX_CONNECTIONS = 1024;
 
 export interface UdpOptions {
   /** UDP payload bytes per datagram, or 'ethernet' for the largest that fits a 1500-byte frame (1472 IPv4, 1452 IPv6). */
@@ -41,6 +46,8 @@ export interface UdpOptions {
   cc: CongestionName;
   /** Cap on the sending rate, bytes per second (0: none). */
   rateLimit: number;
+  /** This side holds a key: its packets will be protected (chunks leave room for the tag). */
+  keyed?: boolean;
 }
 
 export const DEFAULT_UDP_OPTIONS: UdpOptions = { datagramSize: DEFAULT_DATAGRAM_SIZE, cc: 'rate', rateLimit: 0 };
@@ -164,6 +171,11 @@ export async function connectUdp(target: HostPort, options: UdpOptions & { timeo
         sendInitial();
       } else if (body.type === 'ready') {
         finish(null, { peerWindow: body.window, peerDatagramSize: body.datagramSize, rtt: retransmitted ? undefined : performance.now() - sentAt });
+      } else if (body.type === 'close' && body.code !== 0) {
+        // Turned away before any connection exists (a full receiver): its code, not a timeout.
+        // eslint-disable-next-line no-control-regex
+        const said = body.message.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+        finish(new SockxferError(codeFromWire(body.code), `${where} refused the connection over UDP: ${said}`, { remote: true }));
       }
     };
     const onError = (err: NodeJS.ErrnoException) =>
@@ -199,6 +211,7 @@ export async function connectUdp(target: HostPort, options: UdpOptions & { timeo
     cc: options.cc,
     rateLimit: options.rateLimit,
     handshakeRtt: ready.rtt ?? Math.max(1, performance.now() - started),
+    keyed: options.keyed,
     output: (packet) => {
       if (!closed) socket.send(packet);
     },
@@ -210,8 +223,10 @@ export async function connectUdp(target: HostPort, options: UdpOptions & { timeo
   });
   socket.on('message', (msg: Buffer) => {
     const d = decodePacket(msg);
-    if (!d.ok) connection.onCorrupt();
-    else if (d.packet.session === session) connection.onPacket(d.packet, msg.length);
+    if (!d.ok) {
+      if (d.reason !== 'protected') connection.onCorrupt();
+      else if (peekSession(msg) === session) connection.onProtected(msg);
+    } else if (d.packet.session === session) connection.onPacket(d.packet, msg.length);
   });
   socket.on('error', (err: NodeJS.ErrnoException) => connection.onNetworkError(sendError(err, remote)));
   return connection;
@@ -222,6 +237,8 @@ export interface UdpListener {
   readonly port: number;
   /** Stops taking new senders; the socket stays open for the connections in progress and closes after the last. */
   close(): Promise<void>;
+  /** Connections in its table now (at most MAX_CONNECTIONS). */
+  readonly connections: number;
 }
 
 /** The stateless cookie: 4 bytes of time (seconds), 16 bytes of HMAC over time, address, port and session. */
@@ -254,7 +271,7 @@ class CookieJar {
  * Listens for senders on one UDP socket. Without a host: IPv6 and IPv4 on one dual-stack
  * socket, or IPv4 only where the machine has no IPv6.
  */
-export async function listenUdp(where: { host?: string; port: number }, onConnection: (connection: UdpConnection) => void): Promise<UdpListener> {
+export async function listenUdp(where: { host?: string; port: number; keyed?: boolean }, onConnection: (connection: UdpConnection) => void): Promise<UdpListener> {
   const bind = (type: 'udp4' | 'udp6', host: string) =>
     new Promise<dgram.Socket>((resolve, reject) => {
       const socket = dgram.createSocket({ type, ipv6Only: false });
@@ -289,9 +306,10 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
   const cookies = new CookieJar();
   /** Connections by the low 32 bits of their session (the first one to take a value; others go by `connections`). */
   const fast = new Map<number, { connection: UdpConnection; address: string; port: number; hi: number }>();
-  const deliver = (connection: UdpConnection, packet: Packet, size: number) => {
+  const deliver = (connection: UdpConnection, packet: Packet | Buffer, size: number) => {
     try {
-      connection.onPacket(packet, size);
+      if (Buffer.isBuffer(packet)) connection.onProtected(packet);
+      else connection.onPacket(packet, size);
     } catch (err) {
       // A bug must cost one transfer, never the receiver and every other sender it serves.
       connection.onNetworkError(new SockxferError('E_INTERNAL', `internal error handling a packet from ${connection.remote}: ${(err as Error).message}`, { cause: err }));
@@ -326,7 +344,11 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
         if (retry.length <= AMPLIFICATION_LIMIT * size) reply(retry, rinfo);
         return;
       }
-      if (connections.size >= MAX_CONNECTIONS) return;
+      if (connections.size >= MAX_CONNECTIONS) {
+        // The address is validated (its cookie came back): it may learn why, in one small CLOSE.
+        reply(encodePacket(packet.session, 0, { type: 'close', code: ERROR_CODES.E_BUSY.wire, message: `this receiver serves ${MAX_CONNECTIONS} UDP connections at once already; try again later` }), rinfo);
+        return;
+      }
       const peerDatagramSize = Math.min(Math.max(body.datagramSize, MIN_DATAGRAM_SIZE), MAX_DATAGRAM_SIZE);
       const connection = new UdpConnection({
         session: packet.session,
@@ -336,6 +358,7 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
         peerWindow: DEFAULT_WINDOW,
         cc: 'rate',
         rateLimit: 0,
+        keyed: where.keyed,
         output: (packet) => {
           if (!socketClosed) socket.send(packet, rinfo.port, rinfo.address);
         },
@@ -362,21 +385,23 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
   socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
     const d = decodePacket(msg);
     // Anything malformed, for an unknown session or over the limits is dropped without an answer.
-    if (!d.ok) {
+    // A protected packet goes whole to its connection, which holds the keys to open it.
+    if (!d.ok && d.reason !== 'protected') {
       byAddress.get(`${rinfo.address}|${rinfo.port}`)?.onCorrupt();
       return;
     }
-    if (d.packet.body.type !== 'initial') {
+    const what = d.ok ? d.packet : msg;
+    if (!d.ok || d.packet.body.type !== 'initial') {
       // The common case, without building a string key: a session's low 32 bits, then a check of the rest.
       const f = fast.get(msg.readUInt32BE(12));
       if (f !== undefined && f.port === rinfo.port && f.hi === msg.readUInt32BE(8) && f.address === rinfo.address) {
-        deliver(f.connection, d.packet, msg.length);
+        deliver(f.connection, what, msg.length);
         return;
       }
     }
     const addressKey = `${rinfo.address}|${rinfo.port}`;
     const key = `${addressKey}|${msg.toString('hex', 8, 16)}`;
-    if (d.packet.body.type === 'initial') {
+    if (d.ok && d.packet.body.type === 'initial') {
       try {
         onInitial(d.packet, msg.length, rinfo, key, addressKey);
       } catch {
@@ -385,7 +410,7 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
       return;
     }
     const connection = connections.get(key);
-    if (connection) deliver(connection, d.packet, msg.length);
+    if (connection) deliver(connection, what, msg.length);
   });
   // Errors on an unconnected socket concern one datagram (an ICMP reply); the connection's own timers deal with a peer that is gone.
   socket.on('error', () => {});
@@ -398,6 +423,9 @@ export async function listenUdp(where: { host?: string; port: number }, onConnec
       accepting = false;
       if (connections.size === 0) closeSocket();
       return Promise.resolve();
+    },
+    get connections() {
+      return connections.size;
     },
   };
 }

@@ -25,8 +25,14 @@
  *   CLOSE    u32 wire error code (0: done), u16 message length, message
  *
  * A DATA packet's CRC covers the chunk bytes: it is the chunk's CRC32C of the shared protocol.
+ *
+ * Protected packets (with a key, after the key handshake; every type but INITIAL, RETRY and
+ * READY): flag PROTECTED in the header, the body sealed with AES-256-GCM (the header is the AAD,
+ * the nonce the IV XOR the packet number) followed by the 16-byte tag, then the CRC32C over it
+ * all. The CRC still tells line corruption (counted as corrupt) from forgery (counted as
+ * unauthenticated); a replayed packet repeats a packet number and is dropped as a duplicate.
  */
-import { crc32c } from '../../protocol/index.js';
+import { TAG_SIZE, crc32c, open, seal, type DirectionKey } from '../../protocol/index.js';
 
 export const PACKET_MAGIC = 0x53584655; // "SXFU"
 export const PACKET_VERSION = 1;
@@ -48,6 +54,10 @@ export const MAX_COOKIE_BYTES = 64;
 /** ACK ranges per ACK packet: enough history to cover a few round trips of scattered loss, small enough for 1200 bytes. */
 export const MAX_ACK_RANGES = 64;
 const MAX_CLOSE_MESSAGE = 512;
+/** Header flag: the body is sealed (see protectPacket). */
+export const FLAG_PROTECTED = 0x0001;
+/** What protection adds to a packet. */
+export const PROTECTION_OVERHEAD = TAG_SIZE;
 
 export const PACKET_TYPE = {
   initial: 1,
@@ -248,7 +258,7 @@ export function encodeDataPacket(session: bigint, pn: number, seq: number, index
 }
 
 /** Why a datagram was dropped, for counters; a datagram is never answered with an error. */
-export type DropReason = 'short' | 'magic' | 'version' | 'crc' | 'malformed';
+export type DropReason = 'short' | 'magic' | 'version' | 'crc' | 'malformed' | 'protected';
 
 /** What decodePacket found wrong, or the packet. Corrupt datagrams are dropped and count as lost. */
 export type Decoded = { ok: true; packet: Packet } | { ok: false; reason: DropReason };
@@ -271,7 +281,9 @@ export function decodePacket(buf: Buffer): Decoded {
   const end = buf.length - PACKET_TRAILER_SIZE;
   if (crc32c(buf.subarray(0, end)) !== buf.readUInt32BE(end)) return bad('crc');
   const type = TYPE_NAME.get(buf[5]!);
-  if (type === undefined || buf.readUInt16BE(6) !== 0) return bad('malformed');
+  const flags = buf.readUInt16BE(6);
+  if (flags === FLAG_PROTECTED && type !== undefined && type !== 'initial' && type !== 'retry' && type !== 'ready') return bad('protected');
+  if (type === undefined || flags !== 0) return bad('malformed');
   const pn = readU64(buf, 16);
   if (pn < 0) return bad('malformed');
   const session = buf.readBigUInt64BE(8);
@@ -352,4 +364,49 @@ export function decodePacket(buf: Buffer): Decoded {
     }
   }
   return { ok: true, packet: { session, pn, body } };
+}
+
+/**
+ * Seals a clear packet (as encodePacket or DataPacketEncoder made it): the same header with
+ * FLAG_PROTECTED, the sealed body, the tag, a new CRC.
+ */
+export function protectPacket(clear: Buffer, dk: DirectionKey): Buffer {
+  const bodyEnd = clear.length - PACKET_TRAILER_SIZE;
+  const out = Buffer.allocUnsafe(clear.length + TAG_SIZE);
+  clear.copy(out, 0, 0, PACKET_HEADER_SIZE);
+  out.writeUInt16BE(FLAG_PROTECTED, 6);
+  const header = out.subarray(0, PACKET_HEADER_SIZE);
+  const pn = readU64(clear, 16);
+  let at = PACKET_HEADER_SIZE;
+  for (const piece of seal(dk, pn, header, [clear.subarray(PACKET_HEADER_SIZE, bodyEnd)])) {
+    piece.copy(out, at);
+    at += piece.length;
+  }
+  out.writeUInt32BE(crc32c(out.subarray(0, at)), at);
+  return out;
+}
+
+/**
+ * Opens a datagram that decodePacket reported as 'protected' (so its CRC, magic, version and type
+ * are checked): the clear packet, ready for decodePacket, or null when it does not authenticate.
+ */
+export function unprotectPacket(buf: Buffer, dk: DirectionKey): Buffer | null {
+  const tagEnd = buf.length - PACKET_TRAILER_SIZE;
+  const bodyEnd = tagEnd - TAG_SIZE;
+  if (bodyEnd < PACKET_HEADER_SIZE) return null;
+  const pn = readU64(buf, 16);
+  if (pn < 0) return null;
+  const header = buf.subarray(0, PACKET_HEADER_SIZE);
+  const plain = open(dk, pn, header, [buf.subarray(PACKET_HEADER_SIZE, bodyEnd)], buf.subarray(bodyEnd, tagEnd));
+  if (plain === null) return null;
+  const out = Buffer.allocUnsafe(bodyEnd + PACKET_TRAILER_SIZE);
+  buf.copy(out, 0, 0, PACKET_HEADER_SIZE);
+  out.writeUInt16BE(0, 6);
+  let at = PACKET_HEADER_SIZE;
+  for (const piece of plain) {
+    piece.copy(out, at);
+    at += piece.length;
+  }
+  out.writeUInt32BE(crc32c(out.subarray(0, at)), at);
+  return out;
 }

@@ -357,9 +357,17 @@ describe('packet: decodePacket refuses', () => {
     expectRefused(decodePacket(hand(t, '00000000')), 'malformed');
   });
 
-  it.each([1, 0x8000, 0xffff])('non-zero flags %i', (flags) => {
+  it.each([2, 3, 0x8000, 0xffff])('non-zero flags %i, unknown', (flags) => {
     expectRefused(decodePacket(hand(7, '', { flags })), 'malformed');
     expectRefused(decodePacket(hand(6, ackBodyHex(3, 0, '0000000000000000', [[0, 4]]), { flags })), 'malformed');
+  });
+
+  it('flag 1 (PROTECTED): a sealed PING or ACK goes to its connection to be opened (protected); on INITIAL, RETRY or READY it is malformed', () => {
+    expectRefused(decodePacket(hand(7, '', { flags: 1 })), 'protected');
+    expectRefused(decodePacket(hand(6, ackBodyHex(3, 0, '0000000000000000', [[0, 4]]), { flags: 1 })), 'protected');
+    expectRefused(decodePacket(hand(3, '01000000 000004b0', { flags: 1 })), 'malformed');
+    expectRefused(decodePacket(hand(2, '0000', { flags: 1 })), 'malformed');
+    expectRefused(decodePacket(hand(1, '000004b0 0000', { flags: 1 })), 'malformed');
   });
 
   describe('u64 fields at or above 2^53', () => {
@@ -508,7 +516,7 @@ describe('packet: decodePacket refuses', () => {
 // ---------------------------------------------------------------------------------------------
 // Never throws
 
-const REASONS: ReadonlySet<string> = new Set<DropReason>(['short', 'magic', 'version', 'crc', 'malformed']);
+const REASONS: ReadonlySet<string> = new Set<DropReason>(['short', 'magic', 'version', 'crc', 'malformed', 'protected']);
 
 /** Decodes without throwing; a packet it accepts must re-encode to exactly the same bytes. */
 function checkDecode(buf: Buffer, label: string): Decoded {
@@ -541,6 +549,7 @@ describe('packet: decodePacket never throws', () => {
         if (rand() < 0.95) buf[4] = PACKET_VERSION;
         buf[5] = 1 + Math.floor(rand() * 8);
         if (rand() < 0.9) buf.writeUInt16BE(0, 6);
+        else if (rand() < 0.5) buf.writeUInt16BE(1, 6); // PROTECTED: sealed, for the connection
         if (rand() < 0.9) buf[16] = 0;
         if (i % 3 === 1) buf = fixCrc(buf);
       }
