@@ -49,3 +49,13 @@ export function formatBitRate(bytesPerSecond: number): string {
   if (bits >= 1e3) return `${(bits / 1e3).toFixed(0)} kbit/s`;
   return `${Math.round(bits)} bit/s`;
 }
+
+// DEL and the C1 controls: JSON.stringify escapes C0 controls but passes these through raw, and a
+// terminal that shows a log or an event stream may act on them (U+009B is CSI, as ESC [ is).
+// eslint-disable-next-line no-control-regex
+const UNESCAPED_CONTROL = /[\u007f-\u009f]/g;
+
+/** `value` as one line of JSON with every control character escaped (\uNNNN), so the line is safe to print. */
+export function jsonLine(value: unknown): string {
+  return JSON.stringify(value).replace(UNESCAPED_CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

@@ -5,6 +5,7 @@
 import fs from 'node:fs/promises';
 import type { SockxferError } from '../errors.js';
 import type { TransferInfo, TransferResult } from '../transfer/index.js';
+import { jsonLine } from './format.js';
 
 export class TransferLog {
   private chain: Promise<void> = Promise.resolve();
@@ -60,7 +61,8 @@ export class TransferLog {
   }
 
   private append(record: Record<string, unknown>): void {
-    const line = `${JSON.stringify(record)}\n`;
+    // Names come from the peer: no control character of theirs reaches the file raw.
+    const line = `${jsonLine(record)}\n`;
     this.chain = this.chain.then(() =>
       fs.appendFile(this.file, line).catch((err: Error) => {
         // Reported once; the receiver goes on serving.

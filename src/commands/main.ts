@@ -201,7 +201,7 @@ export async function main(argv: string[], signal: AbortSignal, streams: Streams
     .option('--partial-ttl <hours>', 'remove partial data of interrupted transfers untouched this long (kept to resume them)', positiveHours, 24)
     .option('--once', 'exit after the first transfer, with its exit status', false)
     .option('--stdout', 'with --once: write the one incoming file to standard output instead of the folder (events and --json go to stderr)', false)
-    .option('--timeout <seconds>', 'handshake timeout, and the longest a transfer may go without progress', positiveSeconds, 30)
+    .option('--timeout <seconds>', 'the longest a connection may go without progress (see also --handshake-timeout)', positiveSeconds, 30)
     .option('--handshake-timeout <seconds>', 'longest from a connection to its HELLO, however slowly it trickles in (then E_TIMEOUT)', positiveSeconds, DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000)
     .option('--json', 'NDJSON events on stdout', false)
     .option('--quiet', 'print errors and the listening address only', false)

@@ -78,6 +78,7 @@ export async function authenticateSender(
     const slowed = throttle && failures >= throttle.freeFailures ? `; ${failures} failures from ${address}, answers to it are slowed down` : '';
     throw new SockxferError('E_AUTH', `${transport.remote} does not hold this receiver's key${slowed}`);
   }
+  throttle?.succeeded(address);
   transport.useKeys(sessionKeys(key, th, 'receiver'));
   transport.send({ type: 'auth', nonce: Buffer.alloc(0), proof: proofOf(key, th, 'receiver') });
   transport.startSealing();
@@ -120,6 +121,12 @@ export class AuthThrottle {
     this.failures.set(address, { count, last: now, nextAt: entry?.nextAt ?? now });
     if (this.failures.size > this.maxAddresses) this.failures.delete(this.failures.keys().next().value!);
     return count;
+  }
+
+  /** The right key came from `address`: its failures are forgotten (attempts already queued keep their slots). */
+  succeeded(address: string): void {
+    const e = this.failures.get(address);
+    if (e !== undefined) e.count = 0;
   }
 
   /** The step between answers to `address` now. */

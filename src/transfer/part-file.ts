@@ -138,6 +138,26 @@ function ioError(err: unknown, what: string): SockxferError {
   return new SockxferError(e.code === 'E_INTERNAL' ? 'E_IO' : e.code, `${what}: ${(err as Error).message}`, { cause: err });
 }
 
+/**
+ * Throws when `dir` is a symbolic link: a file in progress is never created, moved or removed
+ * through a link that a local user put in place of the receiver's folder (say, during a transfer).
+ * Open and link resolve the path again a moment later; this makes that moment microseconds, and
+ * commit() checks the file it moves is still the one it wrote (see displaced()).
+ */
+function assertNotLink(dir: string): void {
+  let link = false;
+  try {
+    link = fs.lstatSync(dir, { throwIfNoEntry: false })?.isSymbolicLink() ?? false;
+  } catch {
+    // cannot look: the open that follows says why
+  }
+  if (link) throw linkError(dir);
+}
+
+function linkError(dir: string): SockxferError {
+  return new SockxferError('E_BAD_NAME', `${path.basename(dir)} became a symbolic link in the target folder during the transfer; sockxfer does not write through links`);
+}
+
 /** Queued writes that follow one another in the file, to go out as one pwritev. */
 interface Run {
   position: number;
@@ -166,13 +186,38 @@ export class PartFile {
   /** Called after each fdatasync with the ranges it made durable (the resume journal). */
   private onDurable: ((ranges: Array<[number, number]>) => Promise<void>) | null = null;
 
+  /** Device and inode of the file this writes: what `path` must still name when it is moved into place. */
+  private readonly dev: number;
+  private readonly ino: number;
+
   private constructor(
     readonly path: string,
     private readonly fd: number,
-  ) {}
+  ) {
+    const st = fs.fstatSync(fd);
+    this.dev = st.dev;
+    this.ino = st.ino;
+  }
+
+  /**
+   * Why `path` no longer names the file this wrote (its folder became a link, it was replaced or
+   * removed), or null when it still does. Two lstat calls: cheap enough before every move.
+   */
+  private displaced(): SockxferError | null {
+    const dir = path.dirname(this.path);
+    try {
+      if (fs.lstatSync(dir).isSymbolicLink()) return linkError(dir);
+      const st = fs.lstatSync(this.path);
+      if (st.isFile() && st.dev === this.dev && st.ino === this.ino) return null;
+    } catch {
+      // gone
+    }
+    return new SockxferError('E_IO', `the file in progress ${this.path} was moved or replaced during the transfer; not committed`);
+  }
 
   /** Creates a new temporary file in `dir` for `name`; O_EXCL, so it can never be an existing file or link. */
   static async create(dir: string, name: string): Promise<PartFile> {
+    assertNotLink(dir);
     for (let attempt = 0; ; attempt++) {
       const p = partPath(dir, name);
       try {
@@ -190,11 +235,19 @@ export class PartFile {
    * ranges known durable in it; `onDurable` is told the ranges each later fdatasync made durable.
    */
   static resume(p: string, held: Array<[number, number]>, onDurable: (ranges: Array<[number, number]>) => Promise<void>): PartFile {
+    assertNotLink(path.dirname(p));
     let fd: number;
     try {
       fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
     } catch (err) {
       throw ioError(err, `cannot reopen ${p}`);
+    }
+    // O_NOFOLLOW stops a symbolic link, not a hard link: a file with another name elsewhere is
+    // not ours to write the missing chunks into (readJournal checks this too; this closes the race).
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.nlink !== 1) {
+      fs.closeSync(fd);
+      throw new SockxferError('E_IO', `cannot resume ${p}: it is not a file of its own (${st.isFile() ? `${st.nlink} links` : 'not a regular file'})`);
     }
     const part = new PartFile(p, fd);
     for (const [a, b] of held) part.completed.add(a, b);
@@ -204,6 +257,7 @@ export class PartFile {
 
   /** Creates the temporary file at exactly `p` (a resumable one), replacing a stale file of that name. */
   static createAtSync(p: string): PartFile {
+    assertNotLink(path.dirname(p));
     for (let attempt = 0; ; attempt++) {
       try {
         return new PartFile(p, fs.openSync(p, PART_FLAGS, 0o600));
@@ -251,6 +305,7 @@ export class PartFile {
    * the thread pool, and a sender of many small files should not wait for one per file.
    */
   static createSync(dir: string, name: string): PartFile {
+    assertNotLink(dir);
     for (let attempt = 0; ; attempt++) {
       const p = partPath(dir, name);
       try {
@@ -475,6 +530,9 @@ export class PartFile {
    * - keep-both: the same, trying `name (1).ext`, `name (2).ext`, … while the name is taken.
    */
   async commit(target: string, policy: 'refuse' | 'overwrite' | 'keep-both' = 'refuse', syncDir: (dir: string) => Promise<void> = fsyncDirectory): Promise<string> {
+    // What is moved is what `path` names now: it must still be the file whose bytes were checked.
+    const moved = this.displaced();
+    if (moved) throw moved;
     let landed = target;
     try {
       // rename, link and unlink are metadata calls of microseconds on a local disk: done here
@@ -508,7 +566,8 @@ export class PartFile {
     await this.waitBelow(0).catch(() => {});
     await this.syncing;
     await this.close().catch(() => {});
-    await fs.promises.unlink(this.path).catch(() => {});
+    // Only our own file: not one that took its name through a link (a file elsewhere, not ours to remove).
+    if (this.displaced() === null) await fs.promises.unlink(this.path).catch(() => {});
   }
 }
 

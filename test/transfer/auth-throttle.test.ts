@@ -28,6 +28,15 @@ describe('AuthThrottle', () => {
     expect(t.admit('a', 60_000)).toBe(2000);
   });
 
+  it('the right key from an address clears its failures', () => {
+    const t = new AuthThrottle();
+    for (let i = 0; i < 5; i++) t.failed('a', 0);
+    expect(t.stepMs('a', 1)).toBe(4000);
+    t.succeeded('a');
+    expect(t.stepMs('a', 1)).toBe(0);
+    expect(t.failed('a', 2)).toBe(1);
+  });
+
   it('counts per address, and returns the count', () => {
     const t = new AuthThrottle();
     expect(t.failed('a', 0)).toBe(1);
