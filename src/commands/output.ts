@@ -181,7 +181,8 @@ export class Output {
   error(err: SockxferError, context: { session?: string; name?: string; peer?: string } = {}): void {
     if (context.session) this.untrack(context.session);
     const prefix = context.name ? `transfer of ${printableName(context.name)}${context.peer ? ` from ${context.peer}` : ''} failed: ` : '';
-    this.always(`sockxfer: ${prefix}${err.message} [${err.code}, exit ${ERROR_CODES[err.code].exit}]`);
+    // Messages may quote what a peer said (an ERROR, a CLOSE): escaped here, whichever layer built them.
+    this.always(`sockxfer: ${prefix}${printableName(err.message)} [${err.code}, exit ${ERROR_CODES[err.code].exit}]`);
     this.event('error', { code: err.code, exitCode: err.exitCode, message: err.message, ...context });
   }
 

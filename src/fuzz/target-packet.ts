@@ -13,6 +13,7 @@ import {
   PACKET_MAGIC,
   PACKET_TRAILER_SIZE,
   FLAG_PROTECTED,
+  SEALABLE_TYPES,
   PACKET_TYPE,
   PACKET_VERSION,
   decodePacket,
@@ -97,7 +98,7 @@ export function checkPacket(input: FuzzInput): Verdict {
     if (!REASONS.has(d.reason)) return finding(`unknown drop reason ${String(d.reason)}`);
     if (early !== null && d.reason !== early) return finding(`dropped as '${d.reason}', the checks in order say '${early}'`);
     // Flag PROTECTED on a type that may carry it: sealed, for the connection to open.
-    const sealable = early === null && buf.readUInt16BE(6) === FLAG_PROTECTED && [PACKET_TYPE.stream, PACKET_TYPE.data, PACKET_TYPE.ack, PACKET_TYPE.ping, PACKET_TYPE.close].includes(buf[5] as never);
+    const sealable = early === null && buf.readUInt16BE(6) === FLAG_PROTECTED && SEALABLE_TYPES.has(buf[5]!);
     if (early === null && d.reason !== (sealable ? 'protected' : 'malformed')) return finding(`dropped as '${d.reason}', but it passes that check`);
     return rejected(d.reason);
   }

@@ -224,6 +224,23 @@ function spawnTcpAttacker(to: number, total: number, batch: number): { reports: 
 }
 
 /** The soft limit on open files that child processes inherit (`ulimit -n`). */
+/** The codes of the next `count` failures the receiver reports, counted; `each` runs after every one. */
+async function failureCodes(count: number, what: string, each: () => void = () => {}): Promise<Map<string, number>> {
+  const codes = new Map<string, number>();
+  await within(
+    (async () => {
+      for (let i = 0; i < count; i++) {
+        const f = await events.failed.next();
+        codes.set(f.error.code, (codes.get(f.error.code) ?? 0) + 1);
+        each();
+      }
+    })(),
+    20_000,
+    () => `${count} ${what} to be reported (so far ${JSON.stringify([...codes])})`,
+  );
+  return codes;
+}
+
 function fdLimit(): number {
   const text = execFileSync('sh', ['-c', 'ulimit -n']).toString().trim();
   return text === 'unlimited' ? Infinity : Number(text);
@@ -381,18 +398,7 @@ describe('10,000 idle connections', () => {
     expect(await within(during!, 20_000, () => 'the honest transfer during the flood')).toBeNull();
     // Every connection but the newest 256 was dropped and reported, with a clear code.
     const dropped = TOTAL - DEFAULT_MAX_PENDING;
-    const codes = new Map<string, number>();
-    await within(
-      (async () => {
-        for (let i = 0; i < dropped; i++) {
-          const f = await events.failed.next();
-          codes.set(f.error.code, (codes.get(f.error.code) ?? 0) + 1);
-          maxFds = Math.max(maxFds, openFds());
-        }
-      })(),
-      20_000,
-      () => `${dropped} dropped connections to be reported (so far ${JSON.stringify([...codes])})`,
-    );
+    const codes = await failureCodes(dropped, 'dropped connections', () => (maxFds = Math.max(maxFds, openFds())));
     expect([...codes]).toEqual([['E_BUSY', dropped]]);
     expect(receiver!.pendingHandshakes).toBe(DEFAULT_MAX_PENDING);
     expect(maxOpen).toBeGreaterThanOrEqual(DEFAULT_MAX_PENDING);
@@ -423,17 +429,7 @@ describe('10,000 idle connections', () => {
     // Well below the UDP endpoint's own table (MAX_CONNECTIONS), which is therefore never what turns anyone away.
     expect(maxOpen).toBeLessThan(MAX_CONNECTIONS);
     const dropped = TOTAL - DEFAULT_MAX_PENDING;
-    const codes = new Map<string, number>();
-    await within(
-      (async () => {
-        for (let i = 0; i < dropped; i++) {
-          const f = await events.failed.next();
-          codes.set(f.error.code, (codes.get(f.error.code) ?? 0) + 1);
-        }
-      })(),
-      20_000,
-      () => `${dropped} dropped sessions to be reported (so far ${JSON.stringify([...codes])})`,
-    );
+    const codes = await failureCodes(dropped, 'dropped sessions');
     expect([...codes]).toEqual([['E_BUSY', dropped]]);
     expect(receiver!.pendingHandshakes).toBe(DEFAULT_MAX_PENDING);
     await honest('after-udp-flood.bin', 'udp');

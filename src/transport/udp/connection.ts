@@ -22,10 +22,9 @@ import {
   STREAM_PACKET_OVERHEAD,
   PROTECTION_OVERHEAD,
   DataPacketEncoder,
-  decodePacket,
   encodePacket,
+  openPacket,
   protectPacket,
-  unprotectPacket,
   type Packet,
 } from './packet.js';
 import { LossRecovery, newSentPacket, type SentPacket } from './recovery.js';
@@ -425,8 +424,7 @@ export class UdpConnection implements Transport {
    */
   onProtected(datagram: Buffer): void {
     if (this.finished) return;
-    const clear = this.keys === null ? null : unprotectPacket(datagram, this.keys.receive);
-    const decoded = clear === null ? null : decodePacket(clear);
+    const decoded = this.keys === null ? null : openPacket(datagram, this.keys.receive);
     if (decoded === null || !decoded.ok) {
       this.counters.unauthenticated++;
       return;

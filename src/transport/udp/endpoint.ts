@@ -173,9 +173,8 @@ export async function connectUdp(target: HostPort, options: UdpOptions & { timeo
         finish(null, { peerWindow: body.window, peerDatagramSize: body.datagramSize, rtt: retransmitted ? undefined : performance.now() - sentAt });
       } else if (body.type === 'close' && body.code !== 0) {
         // Turned away before any connection exists (a full receiver): its code, not a timeout.
-        // eslint-disable-next-line no-control-regex
-        const said = body.message.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-        finish(new SockxferError(codeFromWire(body.code), `${where} refused the connection over UDP: ${said}`, { remote: true }));
+        // (The message is the peer's: output escapes it when it prints.)
+        finish(new SockxferError(codeFromWire(body.code), `${where} refused the connection over UDP: ${body.message}`, { remote: true }));
       }
     };
     const onError = (err: NodeJS.ErrnoException) =>
