@@ -39,6 +39,14 @@ const MAX_IN_FLIGHT = 2;
 /** Most buffers in one pwritev (IOV_MAX on Linux) and most bytes, when queued writes are merged. */
 const MAX_RUN_PIECES = 1024;
 const MAX_RUN_BYTES = 8 * 1024 * 1024;
+/**
+ * The newest run waits, while smaller than MIN_WRITE_BYTES, up to MAX_HOLD_MS for writes that
+ * extend it (see pump()). Measured with 1428-byte UDP chunks: a pwritev per turn of the event loop
+ * (about 45 KB) costs 5,700 thread-pool round trips per 256 MiB, and the receiver's main thread
+ * spent a sixth of its time handing them over.
+ */
+const MIN_WRITE_BYTES = 1024 * 1024;
+const MAX_HOLD_MS = 20;
 /** Bytes written between background fdatasyncs (see syncInBackground). */
 const SYNC_EVERY = 64 * 1024 * 1024;
 /**
@@ -163,6 +171,8 @@ interface Run {
   position: number;
   pieces: Buffer[];
   length: number;
+  /** performance.now() when it was queued. */
+  since: number;
 }
 
 export class PartFile {
@@ -174,6 +184,10 @@ export class PartFile {
   private byEnd = new Map<number, Run>();
   private inFlight = 0;
   private pumpScheduled = false;
+  /** Wakes pump() when the newest run has waited MAX_HOLD_MS. */
+  private holdTimer: NodeJS.Timeout | null = null;
+  /** Someone waits for every queued byte: nothing is held back any more. */
+  private draining = false;
   private failure: SockxferError | null = null;
   private waiters: Array<() => void> = [];
   private closed = false;
@@ -355,7 +369,7 @@ export class PartFile {
       return;
     }
     if (last) this.byEnd.set(last.position + last.length, last);
-    this.queue.push({ position, pieces: pieces.slice(), length });
+    this.queue.push({ position, pieces: pieces.slice(), length, since: performance.now() });
   }
 
   private dequeue(): Run | undefined {
@@ -387,9 +401,25 @@ export class PartFile {
     });
   }
 
-  /** Starts queued runs while a slot is free; after a failure, drops them instead. */
+  /**
+   * Starts queued runs while a slot is free; after a failure, drops them instead. The newest run,
+   * while small and young, waits for the writes that extend it: small UDP chunks then go out in
+   * pwritevs of a megabyte, not of a turn's worth. It goes out when it is MAX_HOLD_MS old, or when
+   * someone waits for the queue to empty.
+   */
   private pump(): void {
     while (this.inFlight < MAX_IN_FLIGHT) {
+      if (this.head === this.queue.length - 1 && !this.draining && !this.failure) {
+        const tail = this.queue[this.head]!;
+        const wait = tail.since + MAX_HOLD_MS - performance.now();
+        if (tail.length < MIN_WRITE_BYTES && tail.pieces.length < MAX_RUN_PIECES && wait > 0) {
+          this.holdTimer ??= setTimeout(() => {
+            this.holdTimer = null;
+            this.pump();
+          }, Math.ceil(wait));
+          return;
+        }
+      }
       const run = this.dequeue();
       if (!run) return;
       if (this.failure) {
@@ -451,6 +481,10 @@ export class PartFile {
   }
 
   private async waitBelow(limit: number): Promise<void> {
+    if (limit === 0 && this.pending > 0) {
+      this.draining = true;
+      this.pump();
+    }
     while (this.pending > limit) await new Promise<void>((resolve) => this.waiters.push(resolve));
     if (this.failure) throw this.failure;
   }
@@ -512,14 +546,20 @@ export class PartFile {
 
   private closeSync(): void {
     if (this.closed) return;
-    this.closed = true;
+    this.markClosed();
     fs.closeSync(this.fd);
   }
 
   private async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
+    this.markClosed();
     await promisify(fs.close)(this.fd);
+  }
+
+  private markClosed(): void {
+    this.closed = true;
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
   }
 
   /**

@@ -520,7 +520,9 @@ class IncomingTransfer {
     while (unfinished > 0) {
       const frame = transport.tryReceive() ?? (await transport.receive());
       if (frame.type === 'data') {
-        await this.onData(frame, finished);
+        // Synchronous for most chunks: an await per UDP datagram costs more than the rest of its handling.
+        const pending = this.onData(frame, finished);
+        if (pending !== undefined) await pending;
       } else if (frame.type === 'end') {
         await this.onEnd(frame, finished);
       } else if (frame.type === 'error') {
@@ -539,7 +541,8 @@ class IncomingTransfer {
     return inc;
   }
 
-  private async onData(frame: DataFrame, finished: () => void): Promise<void> {
+  /** Checks and stores one chunk; returns a promise only when the caller must wait (a first chunk, a full write queue, standard output). */
+  private onData(frame: DataFrame, finished: () => void): Promise<void> | undefined {
     const inc = this.expect(frame.index, 'data');
     const { entry, accept } = inc.plan;
     if (accept.action === 'check') throw new SockxferError('E_PROTOCOL', `data for entry ${frame.index}, which was only to be checked`);
@@ -554,30 +557,59 @@ class IncomingTransfer {
       this.checkStreamChunk(inc, frame.chunk, length);
     }
     if (!inc.have.add(frame.chunk)) throw new SockxferError('E_PROTOCOL', `chunk ${frame.chunk} of entry ${frame.index} arrived twice`);
+    if (inc.hasher === null && (this.sink || (inc.failure === null && !inc.resumed))) {
+      return createHasher(this.offer!.hash).then(
+        (hasher) => {
+          inc.hasher = new OrderedHasher(hasher);
+          return this.store(inc, frame, length, finished);
+        },
+        (err) => {
+          if (this.sink) throw err;
+          this.failed(inc, err, length, finished);
+        },
+      );
+    }
+    return this.store(inc, frame, length, finished);
+  }
+
+  /** onData's second half, once the entry has its hasher. */
+  private store(inc: Incoming, frame: DataFrame, length: number, finished: () => void): Promise<void> | undefined {
+    const { entry } = inc.plan;
+    const { chunkSize } = this.offer!;
     if (this.sink) {
-      inc.hasher ??= new OrderedHasher(await createHasher(this.offer!.hash));
-      inc.hasher.add(frame.chunk, frame.data, length);
+      inc.hasher!.add(frame.chunk, frame.data, length);
       // Standard output cannot be rewritten later: a failure to write it ends the transfer.
-      await this.sink.add(frame.chunk, frame.data, length);
-    } else if (inc.failure === null) {
+      return this.sink.add(frame.chunk, frame.data, length).then(() => this.counted(inc, length, finished));
+    }
+    if (inc.failure === null) {
       try {
         if (inc.part === null) this.opened(inc);
-        if (!inc.resumed) {
-          inc.hasher ??= new OrderedHasher(await createHasher(this.offer!.hash));
-          inc.hasher.add(frame.chunk, frame.data, length);
-        }
+        if (!inc.resumed) inc.hasher!.add(frame.chunk, frame.data, length);
         if (entry.kind === 'file' && entry.size <= SMALL_FILE && !inc.resumed) {
           inc.part!.writeSync(frame.chunk * chunkSize, frame.data, length);
         } else {
           const wait = inc.part!.write(frame.chunk * chunkSize, frame.data, length);
-          if (wait) await wait;
+          if (wait) return wait.then(() => this.counted(inc, length, finished), (err) => this.failed(inc, err, length, finished));
         }
       } catch (err) {
-        const e = toSockxferError(err, 'E_IO');
-        if (e.code === 'E_PROTOCOL') throw e;
-        inc.failure = e;
+        this.failed(inc, err, length, finished);
+        return undefined;
       }
     }
+    this.counted(inc, length, finished);
+    return undefined;
+  }
+
+  /** A write failed: the entry fails (reported at its END), the transfer goes on; a protocol error ends it. */
+  private failed(inc: Incoming, err: unknown, length: number, finished: () => void): void {
+    const e = toSockxferError(err, 'E_IO');
+    if (e.code === 'E_PROTOCOL') throw e;
+    inc.failure = e;
+    this.counted(inc, length, finished);
+  }
+
+  /** A chunk is stored (or dropped with its entry's failure): progress, and the entry's end when it was the last. */
+  private counted(inc: Incoming, length: number, finished: () => void): void {
     this.received += length;
     if (this.received - this.reported >= PROGRESS_STEP) {
       this.reported = this.received;

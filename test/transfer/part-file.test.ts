@@ -444,6 +444,25 @@ describe('PartFile', () => {
     }
   });
 
+
+  it('a small run of writes, waiting for more to join it, still reaches the file without finish()', async () => {
+    const part = await create('held.bin');
+    const data = seededBytes(20 * SMALL, 12);
+    // The file changes on disk (inotify) only when the held run is written: no finish(), no sleep.
+    const changed = new Promise<void>((resolve) => {
+      const watcher = fsSync.watch(part.path, () => {
+        watcher.close();
+        resolve();
+      });
+    });
+    for (const off of chunkOffsets(data.length, SMALL)) {
+      expect(part.write(off, [data.subarray(off, off + SMALL)], SMALL)).toBeUndefined();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    await changed;
+    // Twenty chunks written over twenty turns of the event loop arrive as one write.
+    expect((await fs.readFile(part.path)).equals(data)).toBe(true);
+  });
   it('discard removes an unfinished part file, with writes still queued', async () => {
     const part = await create('abandoned');
     part.write(0, [seededBytes(256 * 1024, 3)], 256 * 1024);
