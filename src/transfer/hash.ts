@@ -7,7 +7,6 @@ import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { createXXHash128 } from 'hash-wasm';
 import type { HashAlgorithm } from '../protocol/index.js';
 
 export interface Hasher {
@@ -54,6 +53,8 @@ export async function createHasher(algorithm: HashAlgorithm): Promise<Hasher> {
     const h = new NativeXXHash128(SEED_ZERO);
     return { algorithm, update: (d) => h.update(d), digest: () => h.digest() };
   }
+  // Loaded only here, where the native addon is missing: it costs about 20 ms of every start-up.
+  const { createXXHash128 } = await import('hash-wasm');
   const h = await createXXHash128();
   h.init();
   return { algorithm, update: (d) => void h.update(d), digest: () => Buffer.from(h.digest('binary')) };

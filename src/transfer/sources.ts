@@ -4,7 +4,7 @@
  * stable (byte-wise sorted) order. Symbolic links are skipped with a warning unless followed;
  * followed links that lead back into a folder being walked are skipped too (no cycles).
  */
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
 import path from 'node:path';
 import { SockxferError, toSockxferError } from '../errors.js';
 
@@ -68,17 +68,21 @@ export async function collectSources(paths: string[], options: CollectOptions = 
     const absolute = path.resolve(given);
     const name = path.basename(absolute);
     if (name === '' || absolute === path.parse(absolute).root) throw new SockxferError('E_USAGE', `cannot send the root folder ${given}`);
-    let st = await fs.lstat(absolute).catch((err) => Promise.reject(sourceError(err, given)));
+    let st = statOrThrow(fs.lstatSync, absolute, given);
     // A link named on the command line is followed: the user pointed at it.
-    if (st.isSymbolicLink()) st = await fs.stat(absolute).catch((err) => Promise.reject(sourceError(err, given)));
+    if (st.isSymbolicLink()) st = statOrThrow(fs.statSync, absolute, given);
     claim(topNames, name, given);
     // A file or folder named on the command line that cannot be read fails now, before connecting.
-    await fs.access(absolute, fs.constants.R_OK).catch((err) => Promise.reject(sourceError(err, given)));
+    try {
+      fs.accessSync(absolute, fs.constants.R_OK);
+    } catch (err) {
+      throw sourceError(err, given);
+    }
     if (st.isFile()) {
       push({ kind: 'file', name, path: absolute, size: st.size, mode: st.mode & 0o777, mtimeMs: Math.floor(st.mtimeMs) });
     } else if (st.isDirectory()) {
       push({ kind: 'directory', name, path: absolute, size: 0, mode: st.mode & 0o777, mtimeMs: Math.floor(st.mtimeMs) });
-      await walk(absolute, name, new Set([`${st.dev}:${st.ino}`]), options.followSymlinks ?? false, push, skipped);
+      walk(absolute, name, new Set([`${st.dev}:${st.ino}`]), options.followSymlinks ?? false, push, skipped);
     } else {
       throw new SockxferError('E_USAGE', `${given} is not a regular file or a folder`);
     }
@@ -92,23 +96,40 @@ function claim(names: Map<string, string>, name: string, given: string): void {
   names.set(name, given);
 }
 
-async function walk(dir: string, prefix: string, ancestors: Set<string>, follow: boolean, push: (s: Source) => void, skipped: Skipped[]): Promise<void> {
+function statOrThrow(stat: (p: string) => fs.Stats, p: string, shown: string): fs.Stats {
+  try {
+    return stat(p);
+  } catch (err) {
+    throw sourceError(err, shown);
+  }
+}
+
+/**
+ * Walks a folder with synchronous calls: it runs before the connection exists, with nothing else
+ * to do meanwhile, and a thread-pool round trip per entry made 2,000 small files take 0.2 s to list.
+ */
+function walk(dir: string, prefix: string, ancestors: Set<string>, follow: boolean, push: (s: Source) => void, skipped: Skipped[]): void {
   let names: string[];
   try {
-    names = (await fs.readdir(dir)).sort(byName);
+    names = fs.readdirSync(dir).sort(byName);
   } catch (err) {
     throw sourceError(err, dir);
   }
   for (const child of names) {
     const p = path.join(dir, child);
     const name = `${prefix}/${child}`;
-    let st = await fs.lstat(p).catch((err) => Promise.reject(sourceError(err, p)));
+    let st = statOrThrow(fs.lstatSync, p, p);
     if (st.isSymbolicLink()) {
       if (!follow) {
         skipped.push({ path: p, reason: 'symbolic link (not followed; --follow-symlinks follows links)' });
         continue;
       }
-      const target = await fs.stat(p).catch(() => null);
+      let target: fs.Stats | null = null;
+      try {
+        target = fs.statSync(p);
+      } catch {
+        // dangling
+      }
       if (target === null) {
         skipped.push({ path: p, reason: 'symbolic link to nothing' });
         continue;
@@ -125,7 +146,7 @@ async function walk(dir: string, prefix: string, ancestors: Set<string>, follow:
       }
       push({ kind: 'directory', name, path: p, size: 0, mode: st.mode & 0o777, mtimeMs: Math.floor(st.mtimeMs) });
       ancestors.add(id);
-      await walk(p, name, ancestors, follow, push, skipped);
+      walk(p, name, ancestors, follow, push, skipped);
       ancestors.delete(id);
     } else {
       skipped.push({ path: p, reason: 'not a regular file or folder (socket, pipe or device)' });
