@@ -62,6 +62,8 @@ export class TcpTransport implements Transport {
   private inboxBytes = 0;
   private readonly receivers: Array<Waiter<Frame>> = [];
   private unflushed = 0;
+  /** The socket is corked until the end of the current tick (see send()). */
+  private corked = false;
   private readonly drainers: Array<Waiter<void>> = [];
   private failure: SockxferError | null = null;
   /** Until the first frame fixes it, a server-side transport takes any session id. */
@@ -178,11 +180,19 @@ export class TcpTransport implements Transport {
       this.unflushed -= bytes;
       if (this.unflushed <= SEND_LOW_WATER) for (const w of this.drainers.splice(0)) w.resolve();
     };
-    // One writev for header, bytes and trailer; the callback of the last part marks the frame flushed.
-    this.socket.cork();
+    // Frames sent in one tick go out in one writev (a receiver's verdicts on a thousand small
+    // files, a sender's DATA and END for each): the socket is corked until the tick ends. The
+    // callback of a frame's last part marks it flushed.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
     for (let i = 0; i < parts.length - 1; i++) this.socket.write(parts[i]!);
     this.socket.write(parts[parts.length - 1]!, onFlushed);
-    this.socket.uncork();
     return this.unflushed < SEND_HIGH_WATER;
   }
 
