@@ -9,7 +9,7 @@
  *
  * Rates are in bytes per millisecond internally (1 B/ms = 1000 B/s).
  */
-import { ACK_EVERY, MAX_ACK_DELAY_MS } from './ack-tracker.js';
+import { MAX_ACK_DELAY_MS } from './ack-tracker.js';
 import type { SentPacket } from './recovery.js';
 
 export interface RateSample {
@@ -81,8 +81,12 @@ export interface CongestionController {
   onLost(lost: SentPacket[], now: number, bytesInFlight: number): void;
 }
 
-/** Never less than two ACKs' worth in flight, or the receiver would hold every ACK for its full delay. */
-export const MIN_WINDOW_PACKETS = 2 * ACK_EVERY;
+/**
+ * Never less than this in flight: a full ACK's worth even on the fastest path, or the receiver
+ * would hold every ACK for its full delay (on slower paths it acknowledges more often, see
+ * AckTracker). Not more: on a slow link the floor is a standing queue.
+ */
+export const MIN_WINDOW_PACKETS = 64;
 /** The window before any measurement: the minimum (an initial window below it would grow on the first loss). */
 export const INITIAL_WINDOW_PACKETS = MIN_WINDOW_PACKETS;
 

@@ -240,7 +240,7 @@ describe('AckTracker: ranges', () => {
 
 describe('AckTracker: schedule', () => {
   it('constants', () => {
-    expect(ACK_EVERY).toBe(32);
+    expect(ACK_EVERY).toBe(64);
     expect(MAX_ACK_DELAY_MS).toBe(5);
   });
 
