@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { SockxferError, toSockxferError } from '../errors.js';
+import { RangeSet } from './range-set.js';
 
 /** pwritev of all of `pieces` at `position`, continuing after short writes. Leaves `pieces` as it is. */
 function writeAll(fd: number, pieces: Buffer[], position: number): Promise<void> {
@@ -55,41 +56,6 @@ const SYNC_EVERY = 64 * 1024 * 1024;
  */
 const RESUME_SYNC_MS = 100;
 const RESUME_SYNC_BYTES = 1024 * 1024;
-
-/** Byte ranges [start, end), sorted and merged. */
-export class ByteRanges {
-  private list: Array<[number, number]> = [];
-
-  get ranges(): Array<[number, number]> {
-    return this.list.map(([a, b]) => [a, b]);
-  }
-
-  get total(): number {
-    return this.list.reduce((n, [a, b]) => n + b - a, 0);
-  }
-
-  add(start: number, end: number): void {
-    if (end <= start) return;
-    const out: Array<[number, number]> = [];
-    let placed = false;
-    for (const [a, b] of this.list) {
-      if (b < start) {
-        out.push([a, b]);
-      } else if (a > end) {
-        if (!placed) {
-          out.push([start, end]);
-          placed = true;
-        }
-        out.push([a, b]);
-      } else {
-        start = Math.min(start, a);
-        end = Math.max(end, b);
-      }
-    }
-    if (!placed) out.push([start, end]);
-    this.list = out;
-  }
-}
 
 /** Prefix and suffix of temporary files, so a person can tell what left them. */
 export const PART_PREFIX = '.sockxfer-';
@@ -196,7 +162,7 @@ export class PartFile {
   private syncing: Promise<void> | null = null;
   private lastSyncAt = performance.now();
   /** Byte ranges whose writes have completed, and (for resumable files) those known durable. */
-  private readonly completed = new ByteRanges();
+  private readonly completed = new RangeSet();
   /** Called after each fdatasync with the ranges it made durable (the resume journal). */
   private onDurable: ((ranges: Array<[number, number]>) => Promise<void>) | null = null;
 
@@ -264,7 +230,7 @@ export class PartFile {
       throw new SockxferError('E_IO', `cannot resume ${p}: it is not a file of its own (${st.isFile() ? `${st.nlink} links` : 'not a regular file'})`);
     }
     const part = new PartFile(p, fd);
-    for (const [a, b] of held) part.completed.add(a, b);
+    for (const [a, b] of held) part.completed.addRange(a, b);
     part.onDurable = onDurable;
     return part;
   }
@@ -305,7 +271,7 @@ export class PartFile {
     if (ok) {
       try {
         await promisify(fs.fdatasync)(this.fd);
-        if (this.onDurable) await this.onDurable(this.completed.ranges);
+        if (this.onDurable) await this.onDurable(this.completed.ranges());
       } catch {
         ok = false;
       }
@@ -440,7 +406,7 @@ export class PartFile {
 
   private written(run: Run, ok: boolean): void {
     this.inFlight--;
-    if (ok && this.onDurable) this.completed.add(run.position, run.position + run.length);
+    if (ok && this.onDurable) this.completed.addRange(run.position, run.position + run.length);
     this.pump();
     this.settle(run.length);
   }
@@ -467,7 +433,7 @@ export class PartFile {
     this.unsynced = 0;
     this.lastSyncAt = performance.now();
     // What had been written when the sync started is durable when it ends.
-    const durable = this.onDurable ? this.completed.ranges : null;
+    const durable = this.onDurable ? this.completed.ranges() : null;
     this.syncing = promisify(fs.fdatasync)(this.fd).then(
       async () => {
         if (durable && this.onDurable) await this.onDurable(durable).catch(() => {});
@@ -540,7 +506,7 @@ export class PartFile {
       this.failure ??= ioError(err, `cannot write ${this.path}`);
       throw this.failure;
     }
-    if (this.onDurable) this.completed.add(position, position + length);
+    if (this.onDurable) this.completed.addRange(position, position + length);
     this.unsynced += length;
   }
 

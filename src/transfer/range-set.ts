@@ -65,6 +65,26 @@ export class RangeSet {
     return i >= 0 && n < this.ends[i]!;
   }
 
+  /** Adds every integer in [start, end), merging with the ranges it overlaps or touches. */
+  addRange(start: number, end: number): void {
+    if (end <= start) return;
+    const left = this.find(start);
+    const first = left >= 0 && this.ends[left]! >= start ? left : left + 1;
+    const last = this.find(end);
+    if (first > last) {
+      this.starts.splice(first, 0, start);
+      this.ends.splice(first, 0, end);
+      this.total += end - start;
+      return;
+    }
+    const from = Math.min(start, this.starts[first]!);
+    const to = Math.max(end, this.ends[last]!);
+    for (let k = first; k <= last; k++) this.total -= this.ends[k]! - this.starts[k]!;
+    this.starts.splice(first, last - first + 1, from);
+    this.ends.splice(first, last - first + 1, to);
+    this.total += to - from;
+  }
+
   /** Adds n; returns false when it was already there. */
   add(n: number): boolean {
     const i = this.find(n);

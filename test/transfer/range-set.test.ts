@@ -149,3 +149,34 @@ describe('RangeSet.fromRanges', () => {
     expect(RangeSet.fromRanges(ranges, 10)).toBeNull();
   });
 });
+
+describe('RangeSet.addRange', () => {
+  it('merges what it overlaps or touches, keeps gaps apart', () => {
+    const s = new RangeSet();
+    s.addRange(10, 20);
+    s.addRange(30, 40);
+    s.addRange(0, 5);
+    expect(s.ranges()).toEqual([[0, 5], [10, 20], [30, 40]]);
+    s.addRange(20, 30); // touches both neighbours
+    expect(s.ranges()).toEqual([[0, 5], [10, 40]]);
+    s.addRange(3, 12); // overlaps both
+    expect(s.ranges()).toEqual([[0, 40]]);
+    s.addRange(50, 50); // empty: nothing
+    expect(s.size).toBe(40);
+  });
+
+  it('agrees with a plain Set over 2,000 random ranges (seeded)', () => {
+    const rand = mulberry32(7);
+    const s = new RangeSet();
+    const model = new Set<number>();
+    for (let i = 0; i < 2000; i++) {
+      const start = Math.floor(rand() * 5000);
+      const end = start + Math.floor(rand() * 40);
+      s.addRange(start, end);
+      for (let n = start; n < end; n++) model.add(n);
+      if (i % 100 === 0) expect(s.ranges()).toEqual(rangesOf(model));
+    }
+    expect(s.ranges()).toEqual(rangesOf(model));
+    expect(s.size).toBe(model.size);
+  });
+});
