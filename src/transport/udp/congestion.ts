@@ -207,6 +207,13 @@ export class DeliveryRateController implements CongestionController {
   private roundRttSamples = 0;
   /** After a heavy-loss round: a ceiling on the rate (bytes/ms), raised again as probing succeeds. */
   private ceiling = Infinity;
+  /**
+   * The highest rate paced at so far in startup. As in BBR (draft-cardwell-iccrg-bbr §4.6.2),
+   * startup never lowers its pacing rate: the first samples come from a receiver that is still
+   * starting up (on loopback, a JIT still compiling its hot paths) and would otherwise throttle
+   * the sender to a few packets per millisecond for the first tens of milliseconds.
+   */
+  private startupRate = 0;
 
   constructor(private readonly mss: number) {
     this.initialWindow = INITIAL_WINDOW_PACKETS * mss;
@@ -237,8 +244,14 @@ export class DeliveryRateController implements CongestionController {
   }
 
   get pacingRate(): number {
+    const rate = this.phase === 'startup' ? Math.max(this.startupRate, this.estimatedRate()) : this.estimatedRate();
     // At least a few packets per round trip, whatever the estimate says, so nothing can stall.
-    return Math.max(this.estimatedRate(), (MIN_PACING_PACKETS * this.mss) / Math.max(Number.isFinite(this.minRtt) ? this.minRtt : 100, 1));
+    return Math.max(rate, (MIN_PACING_PACKETS * this.mss) / Math.max(Number.isFinite(this.minRtt) ? this.minRtt : 100, 1));
+  }
+
+  /** Remembers startup's rate before an update can lower it (see startupRate). */
+  private holdStartupRate(): void {
+    if (this.phase === 'startup') this.startupRate = Math.max(this.startupRate, this.estimatedRate());
   }
 
   private estimatedRate(): number {
@@ -259,6 +272,7 @@ export class DeliveryRateController implements CongestionController {
 
   /** Seeds the minimum RTT (from the handshake) before any ACK. */
   seedRtt(rttMs: number, now: number): void {
+    this.holdStartupRate();
     if (rttMs < this.minRtt) {
       this.minRtt = rttMs;
       this.minRttAt = now;
@@ -270,6 +284,7 @@ export class DeliveryRateController implements CongestionController {
   }
 
   onAck(acked: SentPacket[], sample: RateSample | null, now: number, _rtt: { smoothed: number; min: number }, bytesInFlight: number): void {
+    this.holdStartupRate();
     for (const p of acked) this.delivered += p.size;
     let roundStarted = false;
     if (sample && sample.priorDelivered >= this.nextRoundDelivered && now - this.roundStart >= MIN_ROUND_MS) {

@@ -409,9 +409,29 @@ describe('DeliveryRateController: unit', () => {
   it('in startup it paces at 2.885 × the measured bandwidth', () => {
     const c = new DeliveryRateController(MSS);
     c.seedRtt(50, 0);
-    c.onAck([pkt(0, 0)], sample(1000, 0, 50), 50, { smoothed: 50, min: 50 }, 0);
-    expect(c.bandwidth).toBe(1000);
-    expect(c.pacingRate).toBeCloseTo(2885, 9);
+    // Above the initial rate (2.885 × 64 × 1200 B / 50 ms = 4431 B/ms).
+    c.onAck([pkt(0, 0)], sample(2000, 0, 50), 50, { smoothed: 50, min: 50 }, 0);
+    expect(c.bandwidth).toBe(2000);
+    expect(c.pacingRate).toBeCloseTo(5770, 9);
+  });
+
+  it('in startup its pacing rate never falls; out of startup it follows the estimate', () => {
+    const c = new DeliveryRateController(MSS);
+    c.seedRtt(50, 0);
+    const initial = (2.885 * INITIAL_WINDOW_PACKETS * MSS) / 50;
+    // A first sample far below the initial rate (a receiver still starting up) does not throttle startup.
+    c.onAck([pkt(0, 0)], sample(100, 0, 50), 50, { smoothed: 50, min: 50 }, 0);
+    expect(c.bandwidth).toBe(100);
+    expect(c.phase).toBe('startup');
+    expect(c.pacingRate).toBeCloseTo(initial, 9);
+    // Higher samples raise it as usual.
+    c.onAck([pkt(1, 50)], sample(3000, MSS, 50), 100, { smoothed: 50, min: 50 }, 0);
+    expect(c.pacingRate).toBeCloseTo(2.885 * 3000, 9);
+    // Once startup is over, the rate is a gain (at most the 1.25 probe) times the estimate again,
+    // far below the initial rate startup held on to.
+    const { c: cruise } = cruising();
+    expect(cruise.pacingRate).toBeLessThanOrEqual(1.25 * 1000 + 1e-9);
+    expect(cruise.pacingRate).toBeGreaterThanOrEqual(1000 / 2.885 - 1e-9);
   });
 
   /** A controller out of startup with a bandwidth of 1000 B/ms; returns it and the next time / delivered count. */
