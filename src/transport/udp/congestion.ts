@@ -208,10 +208,10 @@ export class DeliveryRateController implements CongestionController {
   /** After a heavy-loss round: a ceiling on the rate (bytes/ms), raised again as probing succeeds. */
   private ceiling = Infinity;
   /**
-   * The highest rate paced at so far in startup. As in BBR (draft-cardwell-iccrg-bbr §4.6.2),
-   * startup never lowers its pacing rate: the first samples come from a receiver that is still
-   * starting up (on loopback, a JIT still compiling its hot paths) and would otherwise throttle
-   * the sender to a few packets per millisecond for the first tens of milliseconds.
+   * The highest rate paced at so far in startup, which never lowers it (as Linux's tcp_bbr cuts
+   * its pacing rate only once the pipe is full): the first samples come from a receiver that is
+   * still starting up (on loopback, a JIT still compiling its hot paths) and would otherwise hold
+   * the sender to a few packets per millisecond for its first tens of milliseconds.
    */
   private startupRate = 0;
 
