@@ -216,6 +216,7 @@ export function statsLine(transport: string, s: TransportStats, sender: boolean)
     `${s.lost} declared lost, ${s.spurious} spurious, ${s.duplicates} duplicates, ${s.corrupt} corrupt dropped; ` +
     (s.unauthenticated ? `${s.unauthenticated} failed authentication; ` : '') +
     `RTT ${ms(s.srttMs)} (min ${ms(s.minRttMs)})` +
+    (s.io ? `; io ${s.io}` : '') +
     // The sending rate means something on the side that sent the data.
     (sender ? `; rate ${formatBitRate(s.rateBytesPerSecond ?? 0)} (${s.congestionControl})` : '')
   );

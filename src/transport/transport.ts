@@ -37,6 +37,12 @@ export interface TransportStats {
   /** The sending rate at the end, bytes per second. */
   rateBytesPerSecond?: number;
   congestionControl?: string;
+  /**
+   * UDP: how datagrams reached the kernel. Sending: 'gso' (batches, runs of equal size as one
+   * UDP GSO message), 'sendmmsg' (batches) or 'dgram' (one system call each); receiving:
+   * 'recvmmsg' (batches) or 'dgram'.
+   */
+  io?: string;
 }
 
 export interface Transport {

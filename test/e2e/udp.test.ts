@@ -90,13 +90,14 @@ interface Stats {
   minRttMs: number | null;
   rateBytesPerSecond: number;
   congestionControl: string;
+  io: string;
 }
 
 const statsOf = (done: JsonEvent): Stats => done.stats as Stats;
 
 /** The second summary line a UDP transfer prints on stderr (src/commands/output.ts statsLine); the sender's ends with its rate. */
 const UDP_STATS_LINE =
-  /^ {2}udp: \d+ packets sent, \d+ received; \d+ retransmitted \(\d+\.\d\d%\), \d+ declared lost, \d+ spurious, \d+ duplicates, \d+ corrupt dropped; RTT (?:[\d.]+ ms|-) \(min (?:[\d.]+ ms|-)\)(?:; rate .+ \((?:rate|reno)\))?$/m;
+  /^ {2}udp: \d+ packets sent, \d+ received; \d+ retransmitted \(\d+\.\d\d%\), \d+ declared lost, \d+ spurious, \d+ duplicates, \d+ corrupt dropped; RTT (?:[\d.]+ ms|-) \(min (?:[\d.]+ ms|-)\); io (?:gso|sendmmsg|recvmmsg|dgram)(?:; rate .+ \((?:rate|reno)\))?$/m;
 const SENDER_RATE = /; rate .+ \((?:rate|reno)\)$/m;
 
 /** What the run of one sender into one `--once` receiver left behind. */
@@ -133,14 +134,14 @@ async function expectDelivered(run: Run, name: string, sha: string, size: number
 async function udpOnce(
   name: string,
   size: number,
-  options: { sendArgs?: string[]; receiveArgs?: string[]; via?: (receiverPort: number) => Promise<Relay> } = {},
+  options: { sendArgs?: string[]; receiveArgs?: string[]; via?: (receiverPort: number) => Promise<Relay>; env?: NodeJS.ProcessEnv } = {},
 ): Promise<Run & { sha: string; file: string; relay: Relay | undefined; peer: string }> {
   const file = path.join(ws.src, name);
   const sha = await randomFile(file, size);
-  const { proc: receiver, port, address } = await startReceiver(ws.out, ['--once', ...(options.receiveArgs ?? [])]);
+  const { proc: receiver, port, address } = await startReceiver(ws.out, ['--once', ...(options.receiveArgs ?? [])], options.env);
   const relay = options.via ? await options.via(port) : undefined;
   const peer = relay ? `127.0.0.1:${relay.port}` : address;
-  const sent = await send(file, peer, ['--udp', ...(options.sendArgs ?? [])]);
+  const sent = await send(file, peer, ['--udp', ...(options.sendArgs ?? [])], options.env);
   const receiverCode = await exitWithin(receiver, 15_000, 'the --once receiver after the sender finished');
   return { sent, receiver, receiverCode, sha, file, relay, peer };
 }
@@ -157,12 +158,25 @@ describe('plain UDP transfers (no relay)', () => {
     expect(statsOf(senderDone).packetsSent).toBeGreaterThanOrEqual(chunks);
     expect(statsOf(receiverDone).packetsReceived).toBeGreaterThanOrEqual(chunks);
     expect(statsOf(senderDone).congestionControl).toBe('rate');
+    // Batched system calls on Linux (native/udp_batch.c): GSO batches out, recvmmsg batches in.
+    expect(statsOf(senderDone).io).toBe('gso');
+    expect(statsOf(receiverDone).io).toBe('recvmmsg');
+    expect(run.sent.stderr).toMatch(/; io gso; rate /);
     expect(run.sent.stderr).toMatch(UDP_STATS_LINE);
     expect(run.receiver.stderr()).toMatch(UDP_STATS_LINE);
     // The sending rate is the data sender's; the receiver only sent ACKs.
     expect(run.sent.stderr).toMatch(SENDER_RATE);
     expect(run.receiver.stderr()).not.toMatch(SENDER_RATE);
     expect(run.sent.stderr).toMatch(/^sent plain\.bin .* over udp in /m);
+  });
+
+  it('with SOCKXFER_UDP_BATCH=0 on both sides: one dgram call per datagram (io dgram), byte-identical', async () => {
+    const size = 3 * 1024 * 1024 + 3;
+    const run = await udpOnce('unbatched.bin', size, { env: { SOCKXFER_UDP_BATCH: '0' } });
+    const { senderDone, receiverDone } = await expectDelivered(run, 'unbatched.bin', run.sha, size, run.peer);
+    expect(statsOf(senderDone).io).toBe('dgram');
+    expect(statsOf(receiverDone).io).toBe('dgram');
+    expect(run.sent.stderr).toMatch(/; io dgram; rate /);
   });
 
   it('--datagram-size ethernet (1472 on IPv4)', async () => {

@@ -112,16 +112,16 @@ export function sockxfer(args: string[], options: ProcOptions = {}): Proc {
 }
 
 /** Starts a receiver on 127.0.0.1, port 0, and waits for its `listening` event. */
-export async function startReceiver(dir: string, extra: string[] = []): Promise<{ proc: Proc; port: number; address: string }> {
-  const proc = sockxfer(['receive', '--port', '0', '--host', '127.0.0.1', '--dir', dir, '--json', ...extra]);
+export async function startReceiver(dir: string, extra: string[] = [], env?: NodeJS.ProcessEnv): Promise<{ proc: Proc; port: number; address: string }> {
+  const proc = sockxfer(['receive', '--port', '0', '--host', '127.0.0.1', '--dir', dir, '--json', ...extra], { env });
   const listening = await proc.waitFor((e) => e.event === 'listening');
   const port = listening.port as number;
   return { proc, port, address: `127.0.0.1:${port}` };
 }
 
 /** Runs `sockxfer send file address --json ...extra` to completion. */
-export async function send(file: string, address: string, extra: string[] = []): Promise<{ code: number; events: JsonEvent[]; stderr: string; last: JsonEvent | undefined }> {
-  const proc = sockxfer(['send', file, address, '--json', ...extra]);
+export async function send(file: string, address: string, extra: string[] = [], env?: NodeJS.ProcessEnv): Promise<{ code: number; events: JsonEvent[]; stderr: string; last: JsonEvent | undefined }> {
+  const proc = sockxfer(['send', file, address, '--json', ...extra], { env });
   const code = await proc.exited;
   return { code, events: proc.events, stderr: proc.stderr(), last: proc.events.at(-1) };
 }

@@ -68,6 +68,8 @@ export interface ConnectionOptions {
   output: (packet: Buffer) => void;
   /** True when the socket holds no datagram not yet passed to the kernel (so send buffers may be reused). */
   sendQueueEmpty?: () => boolean;
+  /** How datagrams move between this connection and the kernel (batch.ts), for its statistics. */
+  io?: () => string;
   /** Called once when the connection is finished, so the endpoint can forget it (and close its socket: close() and abort() wait for that). */
   onFinished?: () => Promise<void> | void;
   /** An RTT measured during the handshake (ms). */
@@ -144,6 +146,7 @@ export class UdpConnection implements Transport {
 
   private readonly clock: () => number;
   private readonly output: (packet: Buffer) => void;
+  private readonly io: () => string;
   private readonly datagramSize: number;
   private readonly recovery = new LossRecovery<Payload>();
   private readonly cc: CongestionController;
@@ -224,6 +227,7 @@ export class UdpConnection implements Transport {
     this.session = options.session;
     this.remote = options.remote;
     this.output = options.output;
+    this.io = options.io ?? (() => 'dgram');
     this.datagramSize = options.datagramSize;
     this.overhead = options.keyed ? PROTECTION_OVERHEAD : 0;
     this.maxChunkSize = Math.max(options.datagramSize, options.peerDatagramSize) - DATA_PACKET_OVERHEAD - this.overhead;
@@ -381,6 +385,7 @@ export class UdpConnection implements Transport {
       minRttMs: Number.isFinite(rtt.min) ? rtt.min : null,
       rateBytesPerSecond: Math.round(this.currentRate() * 1000),
       congestionControl: this.cc.name,
+      io: this.io(),
     };
   }
 

@@ -13,6 +13,7 @@ import net from 'node:net';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ERROR_CODES, SockxferError, codeFromWire, errnoToCode, toSockxferError } from '../../errors.js';
 import { formatHostPort, type HostPort } from '../address.js';
+import { BatchReceiver, BatchSender, type Source } from './batch.js';
 import { DEFAULT_WINDOW, UdpConnection, type CongestionName } from './connection.js';
 import {
   DEFAULT_DATAGRAM_SIZE,
@@ -201,6 +202,7 @@ export async function connectUdp(target: HostPort, options: UdpOptions & { timeo
 
   const remote = formatHostPort(plainAddress(address.address), target.port);
   let closed = false;
+  const batch = new BatchSender(socket, () => closed);
   const connection = new UdpConnection({
     session,
     remote,
@@ -212,10 +214,12 @@ export async function connectUdp(target: HostPort, options: UdpOptions & { timeo
     handshakeRtt: ready.rtt ?? Math.max(1, performance.now() - started),
     keyed: options.keyed,
     output: (packet) => {
-      if (!closed) socket.send(packet);
+      if (!closed) batch.send(packet);
     },
-    sendQueueEmpty: () => socket.getSendQueueCount() === 0,
+    sendQueueEmpty: () => batch.idle,
+    io: () => batch.io,
     onFinished: () => {
+      batch.flush();
       closed = true;
       return closeWhenSent(socket);
     },
@@ -326,11 +330,11 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
     // final ACK and CLOSE are such sends. Closing now would drop them.
     setImmediate(() => void closeWhenSent(socket));
   };
-  const reply = (buf: Buffer, rinfo: dgram.RemoteInfo) => {
+  const reply = (buf: Buffer, rinfo: Source) => {
     if (!socketClosed) socket.send(buf, rinfo.port, rinfo.address);
   };
 
-  const onInitial = (packet: Packet, size: number, rinfo: dgram.RemoteInfo, key: string, addressKey: string) => {
+  const onInitial = (packet: Packet, size: number, rinfo: Source, key: string, addressKey: string) => {
     const body = packet.body;
     if (body.type !== 'initial') return;
     const existing = connections.get(key);
@@ -361,6 +365,7 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
         output: (packet) => {
           if (!socketClosed) socket.send(packet, rinfo.port, rinfo.address);
         },
+        io: () => (batchIn.enabled ? 'recvmmsg' : 'dgram'),
         onFinished: () => {
           connections.delete(key);
           const lo = Number(packet.session & 0xffffffffn);
@@ -371,6 +376,7 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
       });
       connections.set(key, connection);
       byAddress.set(addressKey, connection);
+      batchIn.expect(peerDatagramSize);
       const lo = Number(packet.session & 0xffffffffn);
       if (!fast.has(lo)) fast.set(lo, { connection, address: rinfo.address, port: rinfo.port, hi: Number(packet.session >> 32n) });
       reply(encodePacket(packet.session, 0, { type: 'ready', window: DEFAULT_WINDOW, datagramSize: peerDatagramSize }), rinfo);
@@ -381,7 +387,8 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
     reply(encodePacket(packet.session, 0, { type: 'ready', window: DEFAULT_WINDOW, datagramSize: existing.maxChunkSize }), rinfo);
   };
 
-  socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
+  const batchIn = new BatchReceiver(socket);
+  const onDatagram = (msg: Buffer, rinfo: Source) => {
     const d = decodePacket(msg);
     // Anything malformed, for an unknown session or over the limits is dropped without an answer.
     // A protected packet goes whole to its connection, which holds the keys to open it.
@@ -410,6 +417,11 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
     }
     const connection = connections.get(key);
     if (connection) deliver(connection, what, msg.length);
+  };
+  socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
+    onDatagram(msg, rinfo as Source);
+    // The rest of what is waiting, many datagrams per system call (none while no sender is connected).
+    if (connections.size > 0 && !socketClosed) batchIn.drain(onDatagram);
   });
   // Errors on an unconnected socket concern one datagram (an ICMP reply); the connection's own timers deal with a peer that is gone.
   socket.on('error', () => {});

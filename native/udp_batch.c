@@ -1,0 +1,258 @@
+/*
+ * udp_batch: batched datagram system calls for sockxfer's UDP transport (Linux).
+ *
+ * Node's dgram makes one system call and one JS callback per datagram. At 1472-byte datagrams
+ * that is most of a loopback transfer's CPU. This addon lets the transport
+ *
+ *   - send a batch of datagrams with one sendmmsg(2), runs of equal-size datagrams coalesced
+ *     into one UDP GSO message (UDP_SEGMENT: the kernel splits it into the same datagrams);
+ *   - read every datagram waiting on a socket with recvmmsg(2) into one buffer, with the
+ *     sender's address formatted exactly as Node's dgram formats it.
+ *
+ * The sockets stay Node's (dgram.Socket): the addon only borrows their file descriptors, and
+ * never blocks (MSG_DONTWAIT). Where it is not built or not Linux, sockxfer uses dgram alone.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <uv.h>
+#include <errno.h>
+#include <string.h>
+#include <stdint.h>
+
+#ifdef __linux__
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <net/if.h>
+#define SUPPORTED 1
+#else
+#define SUPPORTED 0
+#endif
+
+/* Datagrams per call, and segments per GSO message (the kernel's UDP_MAX_SEGMENTS is 64 or more). */
+#define MAX_BATCH 256
+#define MAX_SEGMENTS 64
+/* A GSO message's payload must fit one IPv4/IPv6 UDP datagram's length field. */
+#define MAX_GSO_BYTES 65000
+
+#define CHECK(call)                                                                  \
+  do {                                                                               \
+    if ((call) != napi_ok) {                                                         \
+      napi_throw_error(env, "E_UDP_BATCH", "udp_batch: bad arguments (" #call ")"); \
+      return NULL;                                                                   \
+    }                                                                                \
+  } while (0)
+
+static napi_value int_value(napi_env env, int32_t v) {
+  napi_value out;
+  napi_create_int32(env, v, &out);
+  return out;
+}
+
+#if SUPPORTED
+/* Per thread: Node worker threads may load the addon too. */
+static _Thread_local struct mmsghdr msgs[MAX_BATCH];
+static _Thread_local struct iovec iovs[MAX_BATCH];
+static _Thread_local int segments_of[MAX_BATCH];
+static _Thread_local char controls[MAX_BATCH][CMSG_SPACE(sizeof(int))];
+static _Thread_local struct sockaddr_storage names[MAX_BATCH];
+
+/*
+ * send(fd, buffers, from, count, gso) -> datagrams sent (>= 0), or -errno if none was.
+ * Sends buffers[from .. from+count) in order on a connected socket. With gso, a run of
+ * datagrams of one size (the last of a run may be shorter) goes as one UDP_SEGMENT message.
+ */
+static napi_value Send(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd, from, count;
+  bool gso;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_value_int32(env, argv[2], &from));
+  CHECK(napi_get_value_int32(env, argv[3], &count));
+  CHECK(napi_get_value_bool(env, argv[4], &gso));
+  if (count > MAX_BATCH) count = MAX_BATCH;
+  int n_msgs = 0;
+  int i = 0;
+  while (i < count) {
+    napi_value b;
+    void* data;
+    size_t len;
+    CHECK(napi_get_element(env, argv[1], from + i, &b));
+    CHECK(napi_get_buffer_info(env, b, &data, &len));
+    struct iovec* first = &iovs[i];
+    iovs[i].iov_base = data;
+    iovs[i].iov_len = len;
+    i++;
+    int segments = 1;
+    size_t total = len;
+    const size_t segment = len;
+    if (gso) {
+      while (i < count && segments < MAX_SEGMENTS) {
+        CHECK(napi_get_element(env, argv[1], from + i, &b));
+        CHECK(napi_get_buffer_info(env, b, &data, &len));
+        if (len == 0 || len > segment || total + len > MAX_GSO_BYTES) break;
+        iovs[i].iov_base = data;
+        iovs[i].iov_len = len;
+        i++;
+        segments++;
+        total += len;
+        if (len < segment) break; /* only a run's last datagram may be shorter */
+      }
+    }
+    struct msghdr* h = &msgs[n_msgs].msg_hdr;
+    memset(h, 0, sizeof(*h));
+    h->msg_iov = first;
+    h->msg_iovlen = segments;
+    if (segments > 1) {
+      h->msg_control = controls[n_msgs];
+      h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+      memset(controls[n_msgs], 0, sizeof(controls[n_msgs]));
+      struct cmsghdr* c = CMSG_FIRSTHDR(h);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t s = (uint16_t)segment;
+      memcpy(CMSG_DATA(c), &s, sizeof(s));
+    }
+    segments_of[n_msgs++] = segments;
+  }
+  int done = 0;
+  int32_t sent = 0;
+  while (done < n_msgs) {
+    int r = sendmmsg(fd, msgs + done, n_msgs - done, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (done == 0) sent = -errno;
+      break;
+    }
+    for (int k = done; k < done + r; k++) sent += segments_of[k];
+    done += r;
+  }
+  return int_value(env, sent);
+}
+
+/* Formats an address as Node's dgram does (uv_inet_ntop, and %scope for scoped IPv6). */
+static size_t format_address(const struct sockaddr_storage* a, char* out, size_t size) {
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in* a4 = (const struct sockaddr_in*)a;
+    if (uv_inet_ntop(AF_INET, &a4->sin_addr, out, size) != 0) return 0;
+    return strlen(out);
+  }
+  const struct sockaddr_in6* a6 = (const struct sockaddr_in6*)a;
+  if (uv_inet_ntop(AF_INET6, &a6->sin6_addr, out, size) != 0) return 0;
+  size_t n = strlen(out);
+  if (a6->sin6_scope_id != 0) {
+    char scope[UV_IF_NAMESIZE];
+    size_t scope_size = sizeof(scope);
+    if (uv_if_indextoiid(a6->sin6_scope_id, scope, &scope_size) == 0 && n + 1 + scope_size < size) {
+      out[n++] = '%';
+      memcpy(out + n, scope, scope_size);
+      n += scope_size;
+      out[n] = 0;
+    }
+  }
+  return n;
+}
+
+static int same_address(const struct sockaddr_storage* a, const struct sockaddr_storage* b) {
+  if (a->ss_family != b->ss_family) return 0;
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *x = (const void*)a, *y = (const void*)b;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  const struct sockaddr_in6 *x = (const void*)a, *y = (const void*)b;
+  return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+         memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+/*
+ * receive(fd, slab, slot, max, meta, addresses) -> datagrams read (>= 0), or -errno.
+ * Datagram i lands at slab[i*slot ..]. meta (Int32Array, 3 per datagram): its length (-1 if it
+ * was longer than a slot and got cut), its source port, and 1 where its source address differs
+ * from the datagram before it (datagram 0 always). addresses (Array): the formatted address of
+ * each datagram whose flag is 1, at its index.
+ */
+static napi_value Receive(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd, slot, max;
+  void* slab;
+  size_t slab_len;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_buffer_info(env, argv[1], &slab, &slab_len));
+  CHECK(napi_get_value_int32(env, argv[2], &slot));
+  CHECK(napi_get_value_int32(env, argv[3], &max));
+  napi_typedarray_type type;
+  size_t meta_len;
+  void* meta_data;
+  napi_value ab;
+  size_t offset;
+  CHECK(napi_get_typedarray_info(env, argv[4], &type, &meta_len, &meta_data, &ab, &offset));
+  if (type != napi_int32_array || slot <= 0) {
+    napi_throw_error(env, "E_UDP_BATCH", "udp_batch: bad arguments");
+    return NULL;
+  }
+  int32_t* meta = meta_data;
+  if (max > MAX_BATCH) max = MAX_BATCH;
+  if ((size_t)max > slab_len / (size_t)slot) max = (int32_t)(slab_len / (size_t)slot);
+  if ((size_t)max > meta_len / 3) max = (int32_t)(meta_len / 3);
+  if (max <= 0) return int_value(env, 0);
+  for (int i = 0; i < max; i++) {
+    iovs[i].iov_base = (char*)slab + (size_t)i * (size_t)slot;
+    iovs[i].iov_len = (size_t)slot;
+    struct msghdr* h = &msgs[i].msg_hdr;
+    memset(h, 0, sizeof(*h));
+    h->msg_iov = &iovs[i];
+    h->msg_iovlen = 1;
+    h->msg_name = &names[i];
+    h->msg_namelen = sizeof(names[i]);
+  }
+  int r;
+  do {
+    r = recvmmsg(fd, msgs, max, MSG_DONTWAIT, NULL);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return int_value(env, -errno);
+  for (int i = 0; i < r; i++) {
+    const struct sockaddr_storage* a = &names[i];
+    const int truncated = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+    meta[3 * i] = truncated ? -1 : (int32_t)msgs[i].msg_len;
+    meta[3 * i + 1] = a->ss_family == AF_INET ? ntohs(((const struct sockaddr_in*)a)->sin_port) : ntohs(((const struct sockaddr_in6*)a)->sin6_port);
+    const int changed = i == 0 || !same_address(a, &names[i - 1]);
+    meta[3 * i + 2] = changed;
+    if (changed) {
+      char text[INET6_ADDRSTRLEN + UV_IF_NAMESIZE + 2];
+      size_t n = format_address(a, text, sizeof(text));
+      napi_value s;
+      CHECK(napi_create_string_latin1(env, text, n, &s));
+      CHECK(napi_set_element(env, argv[5], i, s));
+    }
+  }
+  return int_value(env, r);
+}
+#endif
+
+/* supported() -> true where the batched calls exist (Linux). */
+static napi_value Supported(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_get_boolean(env, SUPPORTED, &out);
+  return out;
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_value f;
+  napi_create_function(env, "supported", NAPI_AUTO_LENGTH, Supported, NULL, &f);
+  napi_set_named_property(env, exports, "supported", f);
+#if SUPPORTED
+  napi_create_function(env, "send", NAPI_AUTO_LENGTH, Send, NULL, &f);
+  napi_set_named_property(env, exports, "send", f);
+  napi_create_function(env, "receive", NAPI_AUTO_LENGTH, Receive, NULL, &f);
+  napi_set_named_property(env, exports, "receive", f);
+#endif
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

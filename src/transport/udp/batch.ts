@@ -1,0 +1,248 @@
+/**
+ * Batched datagram I/O (Linux): many datagrams per system call instead of one.
+ *
+ * Node's dgram makes one system call and one trip through its JS machinery per datagram: at
+ * 1472-byte datagrams that is most of a loopback transfer's CPU. `native/udp_batch.c` (built by
+ * `npm ci`) borrows a dgram socket's file descriptor and
+ *
+ * - sends: one sendmmsg(2) per batch, each run of equal-size datagrams coalesced into one UDP GSO
+ *   message (UDP_SEGMENT) that the kernel splits into the same datagrams, so the wire carries
+ *   exactly what dgram would have sent;
+ * - receives: one recvmmsg(2) reads every datagram waiting, after dgram has delivered the first.
+ *
+ * The sockets stay Node's: binding, connecting, ICMP errors and closing are dgram's. Without the
+ * addon (not built, not Linux) or with SOCKXFER_UDP_BATCH=0, everything goes through dgram; the
+ * `io` field of the transfer's statistics says which path ran.
+ */
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import util from 'node:util';
+import { fileURLToPath } from 'node:url';
+import type dgram from 'node:dgram';
+
+/** How datagrams went to the socket: GSO batches, sendmmsg batches, or one dgram send each. */
+export type UdpIo = 'gso' | 'sendmmsg' | 'dgram';
+
+interface Native {
+  supported(): boolean;
+  send(fd: number, buffers: Buffer[], from: number, count: number, gso: boolean): number;
+  receive(fd: number, slab: Buffer, slot: number, max: number, meta: Int32Array, addresses: string[]): number;
+}
+
+/** The environment variable that turns batching off (`0`), for comparisons and as an escape hatch. */
+export const BATCH_ENV = 'SOCKXFER_UDP_BATCH';
+
+function load(): { native: Native | null; reason: string } {
+  if (process.env[BATCH_ENV] === '0') return { native: null, reason: `${BATCH_ENV}=0` };
+  if (process.platform !== 'linux') return { native: null, reason: `not Linux (${process.platform})` };
+  // From src/transport/udp (tests) or dist/src/transport/udp (the built CLI): the project's root
+  // is the first folder above with build/Release/udp_batch.node.
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let up = 0; up < 6; up++, dir = path.dirname(dir)) {
+    const file = path.join(dir, 'build', 'Release', 'udp_batch.node');
+    if (!fs.existsSync(file)) continue;
+    try {
+      const native = createRequire(import.meta.url)(file) as Native;
+      return native.supported() ? { native, reason: '' } : { native: null, reason: 'unsupported here' };
+    } catch (err) {
+      return { native: null, reason: `cannot load ${file}: ${(err as Error).message}` };
+    }
+  }
+  return { native: null, reason: 'native/udp_batch.c is not built (npm ci builds it)' };
+}
+
+const loaded = load();
+
+/** Whether batching is on in this process, and if not, why. */
+export const batching: { readonly available: boolean; readonly reason: string } = { available: loaded.native !== null, reason: loaded.reason };
+
+/**
+ * A dgram socket's file descriptor, or -1. dgram keeps its handle under an internal symbol
+ * (`socket._handle` is the same handle, deprecated since Node 10): an unknown layout gives -1
+ * and the caller stays on dgram.
+ */
+export function socketFd(socket: dgram.Socket): number {
+  const key = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
+  const handle = key === undefined ? undefined : (socket as unknown as Record<symbol, { handle?: { fd?: unknown } } | undefined>)[key]?.handle;
+  const fd = handle?.fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : -1;
+}
+
+const E = os.constants.errno;
+/** Errors that say the kernel or the route cannot do UDP GSO: batches go on without it. */
+const NO_GSO = new Set<number>([E.EIO, E.EINVAL, E.ENOPROTOOPT, E.EOPNOTSUPP]);
+/** The socket's buffer is full: the rest goes through dgram, which queues it. */
+const FULL = new Set<number>([E.EAGAIN, E.EWOULDBLOCK, E.ENOBUFS]);
+/** Datagrams per native call (the addon's limit). */
+const MAX_BATCH = 256;
+
+function errnoError(negErrno: number): NodeJS.ErrnoException {
+  const code = util.getSystemErrorName(negErrno);
+  const err = new Error(`send ${code}`) as NodeJS.ErrnoException;
+  err.code = code;
+  err.errno = negErrno;
+  err.syscall = 'send';
+  return err;
+}
+
+/**
+ * Sends datagrams on a connected socket in batches. `send` queues a datagram; the batch goes out
+ * in a microtask, once the code that queued it (a flush of the connection) has returned, so a
+ * burst the pacer allows becomes one system call. The queued buffers must stay unchanged until
+ * then (`idle` says when none are queued).
+ */
+export class BatchSender {
+  private readonly pending: Buffer[] = [];
+  private gso: boolean;
+  private readonly fd: number;
+  private readonly flushBound = () => this.flush();
+
+  constructor(
+    private readonly socket: dgram.Socket,
+    private readonly isClosed: () => boolean,
+  ) {
+    this.fd = loaded.native ? socketFd(socket) : -1;
+    this.gso = this.fd >= 0;
+  }
+
+  /** What this sender does now: it falls from 'gso' to 'sendmmsg' if the kernel refuses GSO. */
+  get io(): UdpIo {
+    return this.fd < 0 ? 'dgram' : this.gso ? 'gso' : 'sendmmsg';
+  }
+
+  /** No datagram is waiting in this batch or in dgram's queue. */
+  get idle(): boolean {
+    return this.pending.length === 0 && this.socket.getSendQueueCount() === 0;
+  }
+
+  send(packet: Buffer): void {
+    if (this.fd < 0) {
+      this.socket.send(packet);
+      return;
+    }
+    if (this.pending.length === 0) queueMicrotask(this.flushBound);
+    this.pending.push(packet);
+  }
+
+  /** Sends what is queued now. */
+  flush(): void {
+    const pending = this.pending;
+    const n = pending.length;
+    if (n === 0) return;
+    if (this.isClosed()) {
+      pending.length = 0;
+      return;
+    }
+    let i = 0;
+    let error: NodeJS.ErrnoException | null = null;
+    while (i < n) {
+      const r = loaded.native!.send(this.fd, pending, i, Math.min(n - i, MAX_BATCH), this.gso);
+      if (r > 0) {
+        i += r;
+        continue;
+      }
+      if (this.gso && NO_GSO.has(-r)) {
+        this.gso = false;
+        continue;
+      }
+      // A full buffer, or an error for dgram to report (ICMP port unreachable, too large): the
+      // rest goes one by one through dgram, as without batching.
+      if (!FULL.has(-r)) error = errnoError(r);
+      break;
+    }
+    const rest = i < n ? pending.slice(i) : null;
+    pending.length = 0;
+    if (error) this.socket.emit('error', error);
+    if (rest && !this.isClosed()) {
+      try {
+        for (const p of rest) this.socket.send(p);
+      } catch {
+        // The socket is closing; loss recovery or the idle timeout will tell.
+      }
+    }
+  }
+}
+
+/** Where a datagram came from (as dgram's rinfo, without its size). */
+export interface Source {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+}
+
+/** Slab for received datagrams; a new one when less than MIN_ROOM slots are left. */
+const SLAB_BYTES = 1024 * 1024;
+const SLOTS_PER_CALL = 64;
+const MIN_ROOM = 16;
+/** recvmmsg calls per drain: a bound, so one busy socket cannot hold the event loop. */
+const DRAIN_CALLS = 16;
+
+/**
+ * Reads the datagrams waiting on a socket, in batches, after dgram delivered one. A datagram
+ * longer than `slot` bytes arrives cut to `slot` bytes (it then fails its checks as corrupt).
+ * Datagrams are views into a shared slab: a receiver may keep them (the slab is never reused).
+ */
+export class BatchReceiver {
+  private readonly fd: number;
+  private slab = Buffer.alloc(0);
+  private offset = 0;
+  private readonly meta = new Int32Array(3 * SLOTS_PER_CALL);
+  private readonly addresses: string[] = [];
+  /** Bytes per datagram slot: the largest datagram expected, rounded up. 0: no draining. */
+  private slot = 0;
+
+  constructor(socket: dgram.Socket) {
+    this.fd = loaded.native ? socketFd(socket) : -1;
+  }
+
+  get enabled(): boolean {
+    return this.fd >= 0;
+  }
+
+  /** Datagrams of up to `size` bytes are expected from now on. */
+  expect(size: number): void {
+    const slot = Math.ceil(size / 64) * 64;
+    if (slot > this.slot) {
+      this.slot = slot;
+      this.slab = Buffer.alloc(0);
+      this.offset = 0;
+    }
+  }
+
+  /** Reads what is waiting; calls `onDatagram` for each. Returns how many. */
+  drain(onDatagram: (msg: Buffer, source: Source) => void): number {
+    if (this.fd < 0 || this.slot === 0) return 0;
+    const slot = this.slot;
+    const meta = this.meta;
+    const addresses = this.addresses;
+    let count = 0;
+    let source: Source | null = null;
+    for (let call = 0; call < DRAIN_CALLS; call++) {
+      let room = Math.floor((this.slab.length - this.offset) / slot);
+      if (room < MIN_ROOM) {
+        this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, SLOTS_PER_CALL * slot));
+        this.offset = 0;
+        room = Math.floor(this.slab.length / slot);
+      }
+      const max = Math.min(room, SLOTS_PER_CALL);
+      const r = loaded.native!.receive(this.fd, this.slab.subarray(this.offset), slot, max, meta, addresses);
+      if (r <= 0) break;
+      const base = this.offset;
+      this.offset += r * slot;
+      for (let i = 0; i < r; i++) {
+        if (meta[3 * i + 2] === 1 || source === null) {
+          const address = addresses[i]!;
+          source = { address, family: address.includes(':') ? 'IPv6' : 'IPv4', port: meta[3 * i + 1]! };
+        }
+        const len = meta[3 * i]!;
+        const start = base + i * slot;
+        onDatagram(this.slab.subarray(start, start + (len < 0 ? slot : len)), source);
+      }
+      count += r;
+      if (r < max) break;
+    }
+    return count;
+  }
+}
