@@ -168,41 +168,44 @@ static int same_address(const struct sockaddr_storage* a, const struct sockaddr_
 }
 
 /*
- * receive(fd, slab, slot, max, meta, addresses) -> datagrams read (>= 0), or -errno.
- * Datagram i lands at slab[i*slot ..]. meta (Int32Array, 3 per datagram): its length (-1 if it
- * was longer than a slot and got cut), its source port, and 1 where its source address differs
+ * receive(fd, buffers, max, meta, addresses) -> datagrams read (>= 0), or -errno.
+ * Datagram i lands in buffers[i]. meta (Int32Array, 3 per datagram): its length (-1 if it was
+ * longer than its buffer and got cut), its source port, and 1 where its source address differs
  * from the datagram before it (datagram 0 always). addresses (Array): the formatted address of
  * each datagram whose flag is 1, at its index.
  */
 static napi_value Receive(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd, slot, max;
-  void* slab;
-  size_t slab_len;
+  int32_t fd, max;
+  uint32_t n_buffers;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
-  CHECK(napi_get_buffer_info(env, argv[1], &slab, &slab_len));
-  CHECK(napi_get_value_int32(env, argv[2], &slot));
-  CHECK(napi_get_value_int32(env, argv[3], &max));
+  CHECK(napi_get_array_length(env, argv[1], &n_buffers));
+  CHECK(napi_get_value_int32(env, argv[2], &max));
   napi_typedarray_type type;
   size_t meta_len;
   void* meta_data;
   napi_value ab;
   size_t offset;
-  CHECK(napi_get_typedarray_info(env, argv[4], &type, &meta_len, &meta_data, &ab, &offset));
-  if (type != napi_int32_array || slot <= 0) {
+  CHECK(napi_get_typedarray_info(env, argv[3], &type, &meta_len, &meta_data, &ab, &offset));
+  if (type != napi_int32_array) {
     napi_throw_error(env, "E_UDP_BATCH", "udp_batch: bad arguments");
     return NULL;
   }
   int32_t* meta = meta_data;
   if (max > MAX_BATCH) max = MAX_BATCH;
-  if ((size_t)max > slab_len / (size_t)slot) max = (int32_t)(slab_len / (size_t)slot);
+  if ((uint32_t)max > n_buffers) max = (int32_t)n_buffers;
   if ((size_t)max > meta_len / 3) max = (int32_t)(meta_len / 3);
   if (max <= 0) return int_value(env, 0);
   for (int i = 0; i < max; i++) {
-    iovs[i].iov_base = (char*)slab + (size_t)i * (size_t)slot;
-    iovs[i].iov_len = (size_t)slot;
+    napi_value b;
+    void* data;
+    size_t len;
+    CHECK(napi_get_element(env, argv[1], i, &b));
+    CHECK(napi_get_buffer_info(env, b, &data, &len));
+    iovs[i].iov_base = data;
+    iovs[i].iov_len = len;
     struct msghdr* h = &msgs[i].msg_hdr;
     memset(h, 0, sizeof(*h));
     h->msg_iov = &iovs[i];
@@ -227,7 +230,7 @@ static napi_value Receive(napi_env env, napi_callback_info info) {
       size_t n = format_address(a, text, sizeof(text));
       napi_value s;
       CHECK(napi_create_string_latin1(env, text, n, &s));
-      CHECK(napi_set_element(env, argv[5], i, s));
+      CHECK(napi_set_element(env, argv[4], i, s));
     }
   }
   return int_value(env, r);

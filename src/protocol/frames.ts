@@ -125,6 +125,12 @@ export interface DataFrame {
    * socket's own read buffers instead of copying a chunk together (see deframer.ts).
    */
   data: Buffer[];
+  /**
+   * Set when the transport lent the bytes from a pool (UDP's batched receive): call it once no
+   * reference to them remains (the chunk is written, or dropped), and the memory is reused.
+   * Never call it while something still holds the bytes; not calling it only costs the reuse.
+   */
+  release?: () => void;
 }
 
 /** Total bytes of a DATA frame's pieces. */

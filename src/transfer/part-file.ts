@@ -139,6 +139,14 @@ interface Run {
   length: number;
   /** performance.now() when it was queued. */
   since: number;
+  /** The writes' release callbacks (lent pieces), called once the run is written or dropped. */
+  releases: Array<() => void> | null;
+}
+
+function release(run: Run): void {
+  if (run.releases === null) return;
+  for (const r of run.releases) r();
+  run.releases = null;
 }
 
 export class PartFile {
@@ -304,21 +312,25 @@ export class PartFile {
    * At most MAX_IN_FLIGHT pwritevs run at once; later writes queue, and a write that starts where a
    * queued one ends joins it, so a stream of small in-order chunks costs few syscalls. Writes must
    * not overlap: overlapping ones land in no particular order.
+   *
+   * `onWritten` is called once no reference to `pieces` remains here: written, or dropped after a
+   * failure. (Lent buffers go back to their pool then; a file closed with writes queued never calls it.)
    */
-  write(position: number, pieces: Buffer[], length: number): Promise<void> | undefined {
+  write(position: number, pieces: Buffer[], length: number, onWritten?: () => void): Promise<void> | undefined {
     if (this.failure) throw this.failure;
     this.pending += length;
-    this.enqueue(position, pieces, length);
+    this.enqueue(position, pieces, length, onWritten);
     this.schedulePump();
     if (this.pending < PENDING_HIGH_WATER) return undefined;
     return this.waitBelow(PENDING_LOW_WATER);
   }
 
-  private enqueue(position: number, pieces: Buffer[], length: number): void {
+  private enqueue(position: number, pieces: Buffer[], length: number, onWritten: (() => void) | undefined): void {
     const fits = (run: Run) => run.pieces.length + pieces.length <= MAX_RUN_PIECES && run.length + length <= MAX_RUN_BYTES;
     const append = (run: Run) => {
       for (const piece of pieces) run.pieces.push(piece);
       run.length += length;
+      if (onWritten !== undefined) (run.releases ??= []).push(onWritten);
     };
     // The newest run is kept out of byEnd: chunks mostly arrive in order and extend it, and
     // that should cost no map operations.
@@ -335,7 +347,7 @@ export class PartFile {
       return;
     }
     if (last) this.byEnd.set(last.position + last.length, last);
-    this.queue.push({ position, pieces: pieces.slice(), length, since: performance.now() });
+    this.queue.push({ position, pieces: pieces.slice(), length, since: performance.now(), releases: onWritten === undefined ? null : [onWritten] });
   }
 
   private dequeue(): Run | undefined {
@@ -390,6 +402,7 @@ export class PartFile {
       if (!run) return;
       if (this.failure) {
         this.pending -= run.length;
+        release(run);
         this.wake();
         continue;
       }
@@ -406,6 +419,7 @@ export class PartFile {
 
   private written(run: Run, ok: boolean): void {
     this.inFlight--;
+    release(run);
     if (ok && this.onDurable) this.completed.addRange(run.position, run.position + run.length);
     this.pump();
     this.settle(run.length);

@@ -581,20 +581,25 @@ class IncomingTransfer {
       // Standard output cannot be rewritten later: a failure to write it ends the transfer.
       return this.sink.add(frame.chunk, frame.data, length).then(() => this.counted(inc, length, finished));
     }
+    // A lent chunk (frame.release) goes back once written: the hasher copies what it holds on to,
+    // the part file calls release after its pwritev. (Standard output may hold it: never released.)
     if (inc.failure === null) {
       try {
         if (inc.part === null) this.opened(inc);
         if (!inc.resumed) inc.hasher!.add(frame.chunk, frame.data, length);
         if (entry.kind === 'file' && entry.size <= SMALL_FILE && !inc.resumed) {
           inc.part!.writeSync(frame.chunk * chunkSize, frame.data, length);
+          frame.release?.();
         } else {
-          const wait = inc.part!.write(frame.chunk * chunkSize, frame.data, length);
+          const wait = inc.part!.write(frame.chunk * chunkSize, frame.data, length, frame.release);
           if (wait) return wait.then(() => this.counted(inc, length, finished), (err) => this.failed(inc, err, length, finished));
         }
       } catch (err) {
         this.failed(inc, err, length, finished);
         return undefined;
       }
+    } else {
+      frame.release?.();
     }
     this.counted(inc, length, finished);
     return undefined;

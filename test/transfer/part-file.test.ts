@@ -124,6 +124,39 @@ describe('PartFile', () => {
     expect(await exists(part.path)).toBe(false);
   });
 
+  it("calls each write's onWritten once, only after its bytes are in the file: the caller may reuse the buffer then", async () => {
+    // 3,000 UDP-sized chunks in order (several merged pwritevs), each from a buffer of its own,
+    // as a UDP receiver's pool lends them. Each buffer is scribbled over the moment it comes back:
+    // a callback that came before the pwritev would leave 0xee bytes in the file.
+    const data = seededBytes(3000 * SMALL - 17, 21);
+    const part = await create('lent.bin');
+    const calls = new Map<number, number>();
+    let early = 0;
+    const fd = fsSync.openSync(part.path, 'r');
+    try {
+      for (const off of chunkOffsets(data.length, SMALL)) {
+        const lent = Buffer.from(data.subarray(off, off + SMALL));
+        const wait = part.write(off, [lent], lent.length, () => {
+          calls.set(off, (calls.get(off) ?? 0) + 1);
+          const onDisk = Buffer.alloc(lent.length);
+          fsSync.readSync(fd, onDisk, 0, lent.length, off);
+          if (!onDisk.equals(data.subarray(off, off + lent.length))) early++;
+          lent.fill(0xee);
+        });
+        if (wait) await wait;
+      }
+      await part.finish(0o644, MTIME_MS);
+    } finally {
+      fsSync.closeSync(fd);
+    }
+    expect(early).toBe(0);
+    expect(calls.size).toBe(3000);
+    expect([...calls.values()].every((n) => n === 1)).toBe(true);
+    const target = path.join(tmp.path, 'lent.bin');
+    await part.commit(target, 'refuse');
+    expect((await fs.readFile(target)).equals(data)).toBe(true);
+  });
+
   it('finish keeps only permission bits of the mode', async () => {
     const part = await create('setuid');
     part.write(0, [Buffer.from('x')], 1);

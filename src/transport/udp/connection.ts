@@ -12,7 +12,7 @@
  * flow-control window (ACKs carry how many payload bytes the peer may have sent in all).
  */
 import { SockxferError } from '../../errors.js';
-import { StreamDeframer, dataLength, encodeFrameToBuffer, fitMessage, type Frame, type SessionKeys } from '../../protocol/index.js';
+import { StreamDeframer, dataLength, encodeFrameToBuffer, fitMessage, type DataFrame, type Frame, type SessionKeys } from '../../protocol/index.js';
 import { foreignSession } from '../session.js';
 import type { Transport, TransportStats } from '../transport.js';
 import { AckTracker, MAX_ACK_DELAY_MS } from './ack-tracker.js';
@@ -29,6 +29,17 @@ import {
 } from './packet.js';
 import { LossRecovery, newSentPacket, type SentPacket } from './recovery.js';
 import { SeqSet } from './seq-set.js';
+
+/** A DATA frame's release: hands `datagram` back once, however often it is called. */
+function lease(recycle: (datagram: Buffer) => void, datagram: Buffer): () => void {
+  let lent = true;
+  return () => {
+    if (lent) {
+      lent = false;
+      recycle(datagram);
+    }
+  };
+}
 
 /** Flow-control window each side grants: payload bytes received but not yet taken by the transfer layer. */
 export const DEFAULT_WINDOW = 16 * 1024 * 1024;
@@ -68,6 +79,8 @@ export interface ConnectionOptions {
   output: (packet: Buffer) => void;
   /** True when the socket holds no datagram not yet passed to the kernel (so send buffers may be reused). */
   sendQueueEmpty?: () => boolean;
+  /** Takes back a datagram buffer lent to onPacket (batch.ts), once its payload is not needed. */
+  recycle?: (datagram: Buffer) => void;
   /** How datagrams move between this connection and the kernel (batch.ts), for its statistics. */
   io?: () => string;
   /** Called once when the connection is finished, so the endpoint can forget it (and close its socket: close() and abort() wait for that). */
@@ -147,6 +160,7 @@ export class UdpConnection implements Transport {
   private readonly clock: () => number;
   private readonly output: (packet: Buffer) => void;
   private readonly io: () => string;
+  private readonly recycle: ((datagram: Buffer) => void) | null;
   private readonly datagramSize: number;
   private readonly recovery = new LossRecovery<Payload>();
   private readonly cc: CongestionController;
@@ -228,6 +242,7 @@ export class UdpConnection implements Transport {
     this.remote = options.remote;
     this.output = options.output;
     this.io = options.io ?? (() => 'dgram');
+    this.recycle = options.recycle ?? null;
     this.datagramSize = options.datagramSize;
     this.overhead = options.keyed ? PROTECTION_OVERHEAD : 0;
     this.maxChunkSize = Math.max(options.datagramSize, options.peerDatagramSize) - DATA_PACKET_OVERHEAD - this.overhead;
@@ -439,9 +454,10 @@ export class UdpConnection implements Transport {
 
   /**
    * A decoded packet from the peer. `size` is the datagram's length; `authenticated`: it came
-   * protected and opened with the session's keys.
+   * protected and opened with the session's keys. `lent`: the datagram's buffer, lent by the
+   * endpoint's pool: a DATA frame carries it back (release) once the transfer is done with it.
    */
-  onPacket(packet: Packet, size: number, authenticated = false): void {
+  onPacket(packet: Packet, size: number, authenticated = false, lent?: Buffer): void {
     if (this.finished) return;
     // Once sealed, a clear packet (but the handshake's, which the endpoint answers) is nobody's word.
     // (Not counted: the peer's own clear ACKs from before it sealed arrive here too.)
@@ -471,8 +487,11 @@ export class UdpConnection implements Transport {
       case 'data':
         if (!this.dataSeen.add(body.seq)) {
           this.counters.duplicates++;
+          if (lent !== undefined) this.recycle?.(lent);
         } else if (!this.failure) {
-          this.deliver({ type: 'data', index: body.index, chunk: body.chunk, data: [body.bytes] }, body.bytes.length);
+          const frame: DataFrame = { type: 'data', index: body.index, chunk: body.chunk, data: [body.bytes] };
+          if (lent !== undefined && this.recycle !== null) frame.release = lease(this.recycle, lent);
+          this.deliver(frame, body.bytes.length);
         }
         break;
       case 'stream':

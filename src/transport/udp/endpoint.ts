@@ -309,10 +309,10 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
   const cookies = new CookieJar();
   /** Connections by the low 32 bits of their session (the first one to take a value; others go by `connections`). */
   const fast = new Map<number, { connection: UdpConnection; address: string; port: number; hi: number }>();
-  const deliver = (connection: UdpConnection, packet: Packet | Buffer, size: number) => {
+  const deliver = (connection: UdpConnection, packet: Packet | Buffer, size: number, lent: Buffer | undefined) => {
     try {
       if (Buffer.isBuffer(packet)) connection.onProtected(packet);
-      else connection.onPacket(packet, size);
+      else connection.onPacket(packet, size, false, lent);
     } catch (err) {
       // A bug must cost one transfer, never the receiver and every other sender it serves.
       connection.onNetworkError(new SockxferError('E_INTERNAL', `internal error handling a packet from ${connection.remote}: ${(err as Error).message}`, { cause: err }));
@@ -366,6 +366,7 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
           if (!socketClosed) socket.send(packet, rinfo.port, rinfo.address);
         },
         io: () => (batchIn.enabled ? 'recvmmsg' : 'dgram'),
+        recycle: (datagram) => batchIn.recycle(datagram),
         onFinished: () => {
           connections.delete(key);
           const lo = Number(packet.session & 0xffffffffn);
@@ -388,7 +389,8 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
   };
 
   const batchIn = new BatchReceiver(socket);
-  const onDatagram = (msg: Buffer, rinfo: Source) => {
+  /** `lent`: msg is a buffer of batchIn's pool (a DATA frame hands it back when written). */
+  const onDatagram = (msg: Buffer, rinfo: Source, lent: boolean) => {
     const d = decodePacket(msg);
     // Anything malformed, for an unknown session or over the limits is dropped without an answer.
     // A protected packet goes whole to its connection, which holds the keys to open it.
@@ -401,7 +403,7 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
       // The common case, without building a string key: a session's low 32 bits, then a check of the rest.
       const f = fast.get(msg.readUInt32BE(12));
       if (f !== undefined && f.port === rinfo.port && f.hi === msg.readUInt32BE(8) && f.address === rinfo.address) {
-        deliver(f.connection, what, msg.length);
+        deliver(f.connection, what, msg.length, lent && d.ok ? msg : undefined);
         return;
       }
     }
@@ -416,10 +418,10 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
       return;
     }
     const connection = connections.get(key);
-    if (connection) deliver(connection, what, msg.length);
+    if (connection) deliver(connection, what, msg.length, lent && d.ok ? msg : undefined);
   };
   socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
-    onDatagram(msg, rinfo as Source);
+    onDatagram(msg, rinfo as Source, false);
     // The rest of what is waiting, many datagrams per system call (none while no sender is connected).
     if (connections.size > 0 && !socketClosed) batchIn.drain(onDatagram);
   });

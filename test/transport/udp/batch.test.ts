@@ -176,7 +176,7 @@ describe('batched UDP I/O', () => {
     const rx = await bound('udp4', '127.0.0.1');
     const tx = await connected(rx, 'udp4', '127.0.0.1');
     const receiver = new BatchReceiver(rx);
-    receiver.expect(1000); // slots of 1024 bytes
+    receiver.expect(1024); // buffers of 1024 bytes
     // Two datagrams wait before anything reads: the first through dgram, the rest by draining.
     const got: Buffer[] = [];
     const done = new Promise<void>((resolve) => {
@@ -193,6 +193,48 @@ describe('batched UDP I/O', () => {
     expect(got.map((g) => g.length)).toEqual([500, 1024, 1024]);
     expect(got[1]!.equals(datagram(1, 3000).subarray(0, 1024))).toBe(true);
     expect(got[2]!.equals(datagram(2, 1024))).toBe(true);
+  });
+
+  it('lends each datagram its own buffer; a buffer handed back takes a later datagram, a foreign one is refused', async () => {
+    const rx = await bound('udp4', '127.0.0.1');
+    const tx = await connected(rx, 'udp4', '127.0.0.1');
+    const receiver = new BatchReceiver(rx);
+    receiver.expect(1472);
+    const lent: Buffer[] = [];
+    let want = 0;
+    let wake: () => void = () => {};
+    rx.on('message', () => {
+      receiver.drain((msg, _source, isLent) => {
+        expect(isLent).toBe(true);
+        lent.push(msg);
+      });
+      if (lent.length >= want) wake();
+    });
+    /** Sends 11 datagrams numbered from `from`; resolves with the (at least 10) the drain lent. */
+    const round = async (from: number): Promise<Buffer[]> => {
+      const before = lent.length;
+      want = before + 10;
+      const arrived = new Promise<void>((resolve) => (wake = resolve));
+      for (let i = from; i < from + 11; i++) tx.send(datagram(i, 1472));
+      await arrived;
+      return lent.slice(before);
+    };
+    const first = await round(0);
+    expect(new Set(first.map((b) => b.buffer)).size).toBe(first.length); // a buffer each
+    for (const b of first) receiver.recycle(b);
+    receiver.recycle(Buffer.allocUnsafe(1472)); // a slice of Node's shared pool: never reused here
+    receiver.recycle(Buffer.allocUnsafeSlow(100)); // not a datagram buffer of this size
+    expect(receiver.freeBuffers).toBe(first.length);
+    // The next datagrams land in the buffers waiting in the read slots; the recycled ones refill
+    // those slots, and take the datagrams after.
+    const second = await round(100);
+    expect(receiver.freeBuffers).toBe(first.length - second.length);
+    const third = await round(200);
+    // (With every datagram read in one call per round, all of the third round's are recycled ones.)
+    const reused = [...second, ...third].filter((b) => first.some((f) => f.buffer === b.buffer));
+    expect(reused.length).toBeGreaterThanOrEqual(Math.min(third.length, second.length));
+    for (const b of [...second, ...third]) expect(b.equals(datagram(b.readUInt32BE(0), 1472))).toBe(true);
+    expect(third.every((b) => b.readUInt32BE(0) >= 200)).toBe(true);
   });
 
   it('reads nothing before it knows the datagram size', async () => {
