@@ -29,6 +29,9 @@ interface Native {
   supported(): boolean;
   send(fd: number, buffers: Buffer[], from: number, count: number, gso: boolean): number;
   receive(fd: number, buffers: Buffer[], max: number, meta: Int32Array, addresses: string[]): number;
+  encodeData(slab: Buffer, at: number, head: Buffer, pn: number, seq: number, index: number, chunk: number, bytes: Buffer): number;
+  crc32c(data: Buffer): number;
+  crcOk(packet: Buffer): boolean;
 }
 
 /** The environment variable that turns batching off (`0`), for comparisons and as an escape hatch. */
@@ -54,6 +57,18 @@ function load(): { native: Native | null; reason: string } {
 }
 
 const loaded = load();
+
+/**
+ * The addon's DATA packet encoder (packet.ts's DataPacketEncoder uses it when present): the
+ * header, the chunk bytes and the CRC32C in one call. Null where batching is off.
+ */
+export const nativeEncodeData: Native['encodeData'] | null = loaded.native ? loaded.native.encodeData : null;
+
+/** The addon's check of a packet's trailing CRC32C (decodePacket uses it when present). */
+export const nativeCrcOk: Native['crcOk'] | null = loaded.native ? loaded.native.crcOk : null;
+
+/** The addon's CRC32C, for tests that hold it against fast-crc32c (null where batching is off). */
+export const nativeCrc32c: Native['crc32c'] | null = loaded.native ? loaded.native.crc32c : null;
 
 /** Whether batching is on in this process, and if not, why. */
 export const batching: { readonly available: boolean; readonly reason: string } = { available: loaded.native !== null, reason: loaded.reason };
@@ -232,6 +247,19 @@ export class BatchReceiver {
     const ab = datagram.buffer;
     if (ab.byteLength !== this.slot || this.free.length >= this.maxFree) return;
     this.free.push(datagram.byteOffset === 0 && datagram.length === this.slot ? datagram : Buffer.from(ab, 0, this.slot));
+  }
+
+  /**
+   * A datagram dgram delivered, copied into a buffer of the pool (null when batching is off, or
+   * before a datagram size is known, or when it does not fit). Copying one datagram per wakeup
+   * costs less than what a second kind of buffer (dgram's) costs the receiver's optimised code.
+   */
+  adopt(msg: Buffer): Buffer | null {
+    const slot = this.slot;
+    if (this.fd < 0 || slot === 0 || msg.length > slot) return null;
+    const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(slot);
+    msg.copy(buf, 0, 0, msg.length);
+    return msg.length === slot ? buf : buf.subarray(0, msg.length);
   }
 
   /** Reads what is waiting; calls `onDatagram` for each (lent: true). Returns how many. */

@@ -489,8 +489,9 @@ export class UdpConnection implements Transport {
           this.counters.duplicates++;
           if (lent !== undefined) this.recycle?.(lent);
         } else if (!this.failure) {
-          const frame: DataFrame = { type: 'data', index: body.index, chunk: body.chunk, data: [body.bytes] };
-          if (lent !== undefined && this.recycle !== null) frame.release = lease(this.recycle, lent);
+          // One shape for every DATA frame, lent or not (a second one deoptimizes the receiver's hot path).
+          const release = lent !== undefined && this.recycle !== null ? lease(this.recycle, lent) : undefined;
+          const frame: DataFrame = { type: 'data', index: body.index, chunk: body.chunk, data: [body.bytes], release };
           this.deliver(frame, body.bytes.length);
         }
         break;

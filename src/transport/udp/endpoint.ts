@@ -421,7 +421,9 @@ export async function listenUdp(where: { host?: string; port: number; keyed?: bo
     if (connection) deliver(connection, what, msg.length, lent && d.ok ? msg : undefined);
   };
   socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
-    onDatagram(msg, rinfo as Source, false);
+    const own = batchIn.adopt(msg);
+    if (own === null) onDatagram(msg, rinfo as Source, false);
+    else onDatagram(own, { address: rinfo.address, family: rinfo.family, port: rinfo.port }, true);
     // The rest of what is waiting, many datagrams per system call (none while no sender is connected).
     if (connections.size > 0 && !socketClosed) batchIn.drain(onDatagram);
   });
