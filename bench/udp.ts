@@ -196,9 +196,11 @@ const passFail = (ok: boolean | null): string => (ok === null ? 'n/a' : ok ? 'PA
 function printStats(prefix: string, s: unknown): void {
   const st = s as Record<string, number | null | undefined> | undefined;
   if (!st || st.packetsSent === undefined) return;
+  const io = (s as { io?: string }).io;
   console.log(
     `    ${prefix}: ${st.packetsSent} packets sent, ${st.retransmitted ?? 0} retransmitted (${formatBytes(st.retransmittedBytes ?? 0)}), ${st.lost ?? 0} declared lost, ${st.spurious ?? 0} spurious, ` +
-      `srtt ${f2(st.srttMs)} ms (min ${f2(st.minRttMs)}), rate at the end ${f1(((st.rateBytesPerSecond ?? NaN) * 8) / 1e6)} Mbit/s`,
+      `srtt ${f2(st.srttMs)} ms (min ${f2(st.minRttMs)}), rate at the end ${f1(((st.rateBytesPerSecond ?? NaN) * 8) / 1e6)} Mbit/s` +
+      (io ? `, io ${io}` : ''),
   );
 }
 
