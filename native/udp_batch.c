@@ -351,14 +351,22 @@ static napi_value EncodeData(napi_env env, napi_callback_info info) {
   return int_value(env, (int32_t)size);
 }
 
-/* crc32c(buffer) -> its CRC32C (for tests against fast-crc32c). */
-static napi_value Crc32c(napi_env env, napi_callback_info info) {
+/* The bytes of a function's only argument, a Buffer; false (with a JS exception) if it is not one. */
+static bool buffer_argument(napi_env env, napi_callback_info info, uint8_t** data, size_t* len) {
   size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_buffer_info(env, argv[0], (void**)data, len) != napi_ok) {
+    napi_throw_type_error(env, "E_UDP_BATCH", "udp_batch: expected a Buffer");
+    return false;
+  }
+  return true;
+}
+
+/* crc32c(buffer) -> its CRC32C (for tests against fast-crc32c). */
+static napi_value Crc32c(napi_env env, napi_callback_info info) {
   uint8_t* data;
   size_t len;
-  CHECK(napi_get_buffer_info(env, argv[0], (void**)&data, &len));
+  if (!buffer_argument(env, info, &data, &len)) return NULL;
   napi_value out;
   napi_create_uint32(env, crc32c(data, len), &out);
   return out;
@@ -366,12 +374,9 @@ static napi_value Crc32c(napi_env env, napi_callback_info info) {
 
 /* crcOk(packet) -> whether its last 4 bytes are the CRC32C (big-endian) of the bytes before them. */
 static napi_value CrcOk(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uint8_t* data;
   size_t len;
-  CHECK(napi_get_buffer_info(env, argv[0], (void**)&data, &len));
+  if (!buffer_argument(env, info, &data, &len)) return NULL;
   bool ok = false;
   if (len >= 4) {
     const uint8_t* t = data + len - 4;

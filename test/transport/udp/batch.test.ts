@@ -264,6 +264,7 @@ describe('batched UDP I/O', () => {
     expect(nativeCrcOk!(Buffer.alloc(0))).toBe(false);
     expect(nativeCrcOk!(Buffer.from([0, 0, 0]))).toBe(false);
     expect(nativeCrcOk!(Buffer.alloc(4))).toBe(true); // the CRC of nothing is 0
+    expect(() => nativeCrcOk!('not a buffer' as unknown as Buffer)).toThrow(TypeError);
   });
 
   it('encodes DATA packets byte for byte as the protocol lays them out (checked field by field), and they decode back', () => {
