@@ -5,7 +5,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ERROR_CODES, SockxferError, toSockxferError, type ErrorCode } from '../errors.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, PROTOCOL_VERSION, crc32cImplementation, type HashAlgorithm } from '../protocol/index.js';
 import { DEFAULT_MAX_FILES, DEFAULT_MAX_SESSIONS, DEFAULT_SEND_OPTIONS, VERSION, xxh128Implementation } from '../transfer/index.js';
-import { MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, parsePort, type CongestionName } from '../transport/index.js';
+import { MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, parsePort, udpBatching, type CongestionName } from '../transport/index.js';
 import { formatBytes, parseBitRate, parseSize } from './format.js';
 import { writeNewKey } from './keys.js';
 import { Output } from './output.js';
@@ -41,7 +41,8 @@ function exitTable(): string {
 
 function versionLine(): string {
   const crc = crc32cImplementation === 'js' ? 'crc32c js-fallback (SLOW: sse4_crc32 is not built; run `npm rebuild sse4_crc32`)' : `crc32c ${crc32cImplementation}`;
-  return `sockxfer ${VERSION} (protocol ${PROTOCOL_VERSION}, ${crc}, xxh128 ${xxh128Implementation}, node ${process.version})`;
+  const udp = udpBatching.available ? 'udp io batched' : `udp io dgram (${udpBatching.reason})`;
+  return `sockxfer ${VERSION} (protocol ${PROTOCOL_VERSION}, ${crc}, xxh128 ${xxh128Implementation}, ${udp}, node ${process.version})`;
 }
 
 function positiveSeconds(text: string): number {

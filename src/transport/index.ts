@@ -4,4 +4,5 @@ export { parseHostPort, parsePort, formatHostPort, type HostPort } from './addre
 export { connectTcp, listenTcp, type TcpListener } from './tcp.js';
 export { connectUdp, listenUdp, DEFAULT_UDP_OPTIONS, type UdpListener, type UdpOptions } from './udp/endpoint.js';
 export type { CongestionName } from './udp/connection.js';
+export { batching as udpBatching } from './udp/batch.js';
 export { DEFAULT_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE, ETHERNET_DATAGRAM_SIZE } from './udp/packet.js';

@@ -179,6 +179,15 @@ describe('plain UDP transfers (no relay)', () => {
     expect(run.sent.stderr).toMatch(/; io dgram; rate /);
   });
 
+  it('--version says whether UDP I/O is batched, and why not', async () => {
+    const on = sockxfer(['--version']);
+    expect(await on.exited).toBe(0);
+    expect(on.stdout().toString()).toMatch(/^sockxfer \S+ \(protocol \d+, crc32c \S+, xxh128 \S+, udp io batched, node v[\d.]+\)\n$/);
+    const off = sockxfer(['--version'], { env: { SOCKXFER_UDP_BATCH: '0' } });
+    expect(await off.exited).toBe(0);
+    expect(off.stdout().toString()).toContain(', udp io dgram (SOCKXFER_UDP_BATCH=0), ');
+  });
+
   it('--datagram-size ethernet (1472 on IPv4)', async () => {
     const size = 2 * 1024 * 1024 + 5;
     const run = await udpOnce('ethernet.bin', size, { sendArgs: ['--datagram-size', 'ethernet'] });
