@@ -164,7 +164,7 @@ export class BatchSender {
       }
       // A full buffer, or an error for dgram to report (ICMP port unreachable, too large): the
       // rest goes one by one through dgram, as without batching.
-      if (!FULL.has(-r)) error = errnoError(r);
+      if (r < 0 && !FULL.has(-r)) error = errnoError(r);
       break;
     }
     const rest = i < n ? pending.slice(i) : null;
