@@ -6,8 +6,9 @@
  *
  *   - send a batch of datagrams with one sendmmsg(2), runs of equal-size datagrams coalesced
  *     into one UDP GSO message (UDP_SEGMENT: the kernel splits it into the same datagrams);
- *   - read every datagram waiting on a socket with recvmmsg(2) into one buffer, with the
- *     sender's address formatted exactly as Node's dgram formats it.
+ *   - read the datagrams waiting on a socket with recvmmsg(2), each into a buffer the caller
+ *     gives, with the sender's address formatted exactly as Node's dgram formats it;
+ *   - encode a DATA packet, and check a packet's CRC32C, in one call each.
  *
  * The sockets stay Node's (dgram.Socket): the addon only borrows their file descriptors, and
  * never blocks (MSG_DONTWAIT). Where it is not built or not Linux, sockxfer uses dgram alone.
@@ -50,15 +51,18 @@ static void crc_init(void) {
 }
 
 static uint32_t crc_soft(uint32_t crc, const uint8_t* p, size_t n) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  /* Eight bytes at a time (slicing-by-8); big-endian hosts take the byte loop alone. */
   while (n >= 8) {
     uint64_t v;
     memcpy(&v, p, 8);
-    v ^= crc; /* little-endian hosts; big-endian ones take the byte loop below */
+    v ^= crc;
     crc = crc_table[7][v & 0xff] ^ crc_table[6][(v >> 8) & 0xff] ^ crc_table[5][(v >> 16) & 0xff] ^ crc_table[4][(v >> 24) & 0xff] ^
           crc_table[3][(v >> 32) & 0xff] ^ crc_table[2][(v >> 40) & 0xff] ^ crc_table[1][(v >> 48) & 0xff] ^ crc_table[0][v >> 56];
     p += 8;
     n -= 8;
   }
+#endif
   while (n--) crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
   return crc;
 }
@@ -87,12 +91,7 @@ static uint32_t crc32c(const uint8_t* p, size_t n) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   if (crc_hw_ok) return crc_hw(crc, p, n) ^ 0xffffffffu;
 #endif
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   return crc_soft(crc, p, n) ^ 0xffffffffu;
-#else
-  while (n--) crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
-  return crc ^ 0xffffffffu;
-#endif
 }
 
 static void put_u32(uint8_t* p, uint32_t v) {
@@ -123,6 +122,13 @@ static napi_value int_value(napi_env env, int32_t v) {
   return out;
 }
 
+/* The bytes of array[index], a Buffer. */
+static inline napi_status buffer_at(napi_env env, napi_value array, uint32_t index, void** data, size_t* len) {
+  napi_value b;
+  napi_status st = napi_get_element(env, array, index, &b);
+  return st != napi_ok ? st : napi_get_buffer_info(env, b, data, len);
+}
+
 #if SUPPORTED
 /* Per thread: Node worker threads may load the addon too. */
 static _Thread_local struct mmsghdr msgs[MAX_BATCH];
@@ -150,11 +156,9 @@ static napi_value Send(napi_env env, napi_callback_info info) {
   int n_msgs = 0;
   int i = 0;
   while (i < count) {
-    napi_value b;
     void* data;
     size_t len;
-    CHECK(napi_get_element(env, argv[1], from + i, &b));
-    CHECK(napi_get_buffer_info(env, b, &data, &len));
+    CHECK(buffer_at(env, argv[1], from + i, &data, &len));
     struct iovec* first = &iovs[i];
     iovs[i].iov_base = data;
     iovs[i].iov_len = len;
@@ -164,8 +168,7 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     const size_t segment = len;
     if (gso) {
       while (i < count && segments < MAX_SEGMENTS) {
-        CHECK(napi_get_element(env, argv[1], from + i, &b));
-        CHECK(napi_get_buffer_info(env, b, &data, &len));
+        CHECK(buffer_at(env, argv[1], from + i, &data, &len));
         if (len == 0 || len > segment || total + len > MAX_GSO_BYTES) break;
         iovs[i].iov_base = data;
         iovs[i].iov_len = len;
@@ -273,11 +276,9 @@ static napi_value Receive(napi_env env, napi_callback_info info) {
   if ((size_t)max > meta_len / 3) max = (int32_t)(meta_len / 3);
   if (max <= 0) return int_value(env, 0);
   for (int i = 0; i < max; i++) {
-    napi_value b;
     void* data;
     size_t len;
-    CHECK(napi_get_element(env, argv[1], i, &b));
-    CHECK(napi_get_buffer_info(env, b, &data, &len));
+    CHECK(buffer_at(env, argv[1], i, &data, &len));
     iovs[i].iov_base = data;
     iovs[i].iov_len = len;
     struct msghdr* h = &msgs[i].msg_hdr;
